@@ -1,0 +1,27 @@
+"""Geometry shared by every part of the toolkit: rotations, cameras, projection, alignment."""
+
+from hmr.geometry.camera import (
+    Camera,
+    cam_crop_to_full,
+    crop_cam_to_translation,
+    perspective_projection,
+    weak_perspective_projection,
+)
+from hmr.geometry.procrustes import procrustes_align
+from hmr.geometry.rotation import (
+    axis_angle_to_matrix,
+    axis_angle_to_quaternion,
+    matrix_to_axis_angle,
+    matrix_to_quaternion,
+    matrix_to_rot6d,
+    quaternion_to_axis_angle,
+    quaternion_to_matrix,
+    rot6d_to_matrix,
+)
+
+__all__ = [
+    "Camera", "cam_crop_to_full", "crop_cam_to_translation", "perspective_projection",
+    "weak_perspective_projection", "procrustes_align", "axis_angle_to_matrix", "axis_angle_to_quaternion",
+    "matrix_to_axis_angle", "matrix_to_quaternion", "matrix_to_rot6d", "quaternion_to_axis_angle",
+    "quaternion_to_matrix", "rot6d_to_matrix",
+]  # fmt: skip

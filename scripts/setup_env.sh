@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create or refresh .venv at the repository root with everything the toolkit and its tests need.
+# Idempotent: skips the install when the requirement files are unchanged since the last run.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="$root/.venv"
+stamp="$venv/.hmr-setup-stamp"
+want="$(cat pyproject.toml requirements/*.txt scripts/setup_env.sh | sha256sum | cut -d' ' -f1)"
+if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt)
+"${pip[@]}" --upgrade pip
+# The local CPU build of torch first, so nothing else can resolve a CUDA one.
+"${pip[@]}" torch==2.13.0
+"${pip[@]}" -e ".[test,build]"
+# mediapipe 0.10.21 is the last release shipping BlazePose's models; its metadata pins numpy<2 and
+# jax although it runs without them, so it is installed without dependencies (its real ones are in pyproject).
+"${pip[@]}" --no-deps mediapipe==0.10.21
+echo "$want" > "$stamp"

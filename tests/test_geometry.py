@@ -1,0 +1,96 @@
+import math
+
+import pytest
+import torch
+
+from hmr.geometry import (
+    Camera,
+    axis_angle_to_matrix,
+    cam_crop_to_full,
+    crop_cam_to_translation,
+    matrix_to_axis_angle,
+    matrix_to_quaternion,
+    matrix_to_rot6d,
+    perspective_projection,
+    procrustes_align,
+    quaternion_to_matrix,
+    rot6d_to_matrix,
+    weak_perspective_projection,
+)
+
+
+def _random_rotations(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    aa = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    aa = aa / aa.norm(dim=-1, keepdim=True) * torch.rand(n, 1, generator=g, dtype=torch.float64) * math.pi * 0.999
+    return aa
+
+
+def test_axis_angle_roundtrip_and_orthonormal():
+    aa = _random_rotations(500)
+    r = axis_angle_to_matrix(aa)
+    assert torch.allclose(r @ r.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand_as(r), atol=1e-12)
+    assert torch.allclose(torch.linalg.det(r), torch.ones(500, dtype=torch.float64))
+    assert torch.allclose(matrix_to_axis_angle(r), aa, atol=1e-9)
+    assert torch.allclose(quaternion_to_matrix(matrix_to_quaternion(r)), r, atol=1e-12)
+
+
+def test_axis_angle_golden():
+    r = axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.pi / 2]))
+    # +90 deg about z maps x to y (right-handed, column vectors).
+    assert torch.allclose(r @ torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]), atol=1e-7)
+
+
+@pytest.mark.parametrize("layout", ["hmr2", "spin"])
+def test_rot6d_roundtrip(layout):
+    r = axis_angle_to_matrix(_random_rotations(100))
+    assert torch.allclose(rot6d_to_matrix(matrix_to_rot6d(r, layout), layout), r, atol=1e-12)
+
+
+def test_rot6d_layouts_decode_mean_pose_differently():
+    # First six numbers of smpl_mean_params.npz's pose (hmr2-facts 3.3): SPIN layout.
+    x = torch.tensor([1.0, 0.0, 0.0, -1.0000005, 0.0, 1.5e-7], dtype=torch.float64)
+    spin = rot6d_to_matrix(x, "spin")
+    assert torch.allclose(spin, torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)), atol=1e-6)
+    hmr2 = rot6d_to_matrix(x, "hmr2")
+    # HMR 2.0's decoding: a1 = [1,0,0], a2 ~ [-1,0,1.5e-7] -> b2 = +z: a 90 deg rotation about x.
+    expected = torch.tensor([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=torch.float64)
+    assert torch.allclose(hmr2, expected, atol=1e-6)
+
+
+def test_crop_to_full_hand_computed():
+    pred_cam = torch.tensor([[0.5, 0.1, -0.2]])
+    # 640x480 image, box of 200 px centred at (400, 300); f_full = 5000/256*640 = 12500.
+    t = cam_crop_to_full(
+        pred_cam, torch.tensor([[400.0, 300.0]]), torch.tensor([200.0]), torch.tensor([[640.0, 480.0]])
+    )
+    bs = 200 * 0.5
+    expected = torch.tensor([[0.1 + 2 * 80 / bs, -0.2 + 2 * 60 / bs, 2 * 12500 / bs]])
+    assert torch.allclose(t, expected)
+    assert torch.allclose(crop_cam_to_translation(pred_cam), torch.tensor([[0.1, -0.2, 2 * 5000 / (256 * 0.5)]]))
+
+
+def test_crop_projection_equals_weak_perspective_at_depth():
+    # HMR 2.0: projecting with f/256 at t = crop_cam_to_translation gives s(X+t)/2 for points at depth 0.
+    pts = torch.tensor([[[0.1, 0.3, 0.0], [-0.2, 0.05, 0.0]]])
+    cam = torch.tensor([[0.8, 0.05, -0.1]])
+    t = crop_cam_to_translation(cam)
+    proj = perspective_projection(pts, t, torch.tensor([5000.0 / 256]))
+    assert torch.allclose(proj, weak_perspective_projection(pts, cam) / 2, atol=1e-6)
+
+
+def test_camera_projection_and_full_image_defaults():
+    cam = Camera.full_image(640, 480)
+    assert cam.focal_length[0, 0].item() == pytest.approx(12500.0)
+    px = cam.project(torch.tensor([[[0.0, 0.0, 10.0], [1.0, -0.5, 10.0]]]))
+    assert torch.allclose(px, torch.tensor([[[320.0, 240.0], [320 + 1250.0, 240 - 625.0]]]))
+    k = cam.intrinsics()
+    assert k[0, 0, 2].item() == 320 and k[0, 2, 2].item() == 1
+
+
+def test_procrustes_recovers_similarity():
+    g = torch.Generator().manual_seed(3)
+    src = torch.randn(4, 30, 3, generator=g, dtype=torch.float64)
+    rot = axis_angle_to_matrix(_random_rotations(4, 1))
+    tgt = 1.7 * src @ rot.transpose(1, 2) + torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+    assert torch.allclose(procrustes_align(src, tgt), tgt, atol=1e-9)
