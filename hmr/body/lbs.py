@@ -34,6 +34,33 @@ def forward_kinematics(
     return world_r, world_t
 
 
+class _ApplyTransforms(torch.autograd.Function):
+    """Per-vertex affine transform ``y[v,:,b] = M[v,:,:3,b] x[v,:,b] + M[v,:,3,b]``.
+
+    Written out because autograd's generic backward for the column slices allocates and zero-fills a
+    full-size gradient per slice, which cost more than the whole forward.
+    """
+
+    @staticmethod
+    def forward(ctx, m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # m (V,3,4,B), x (V,3,B)
+        ctx.save_for_backward(m, x)
+        y = torch.addcmul(m[:, :, 3], m[:, :, 0], x[:, 0:1])
+        return y.addcmul_(m[:, :, 1], x[:, 1:2]).addcmul_(m[:, :, 2], x[:, 2:3])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        m, x = ctx.saved_tensors
+        grad_m = grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_m = torch.empty_like(m)
+            for k in range(3):
+                torch.mul(grad, x[:, k : k + 1], out=grad_m[:, :, k])
+            grad_m[:, :, 3] = grad
+        if ctx.needs_input_grad[1]:
+            grad_x = (grad[:, :, None] * m[:, :, :3]).sum(1)
+        return grad_m, grad_x
+
+
 def skin(
     betas: torch.Tensor,
     rotmats: torch.Tensor,
@@ -45,26 +72,33 @@ def skin(
     weights: torch.Tensor,
     parents: list[int],
     levels: list[list[int]],
+    transl: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """SMPL skinning. Returns vertices (B,V,3) and joints (B,J,3), before any global translation.
+    """SMPL skinning. Returns vertices (B,V,3) and joints (B,J,3), translated by ``transl`` (B,3) if given.
 
-    ``shapedirs`` (V,3,S) and ``j_shapedirs`` (J,3,S) = J_regressor applied to shapedirs, so joints are
-    regressed from betas directly instead of from the shaped mesh (same result, by linearity).
-    ``posedirs`` is (P, V*3) with P = 9*(J-1), or None when the model has no pose correctives.
+    Vertex data is vertex-major so each step is one large matrix product with the batch as the
+    innermost dimension: ``v_template`` (V*3, 1), ``shapedirs`` (V*3, S), ``posedirs`` (V*3, 9(J-1)) or
+    None when the model has no pose correctives. ``j_shapedirs`` (J, 3, S) is the joint regressor applied
+    to shapedirs, so joints come from betas directly (same result as regressing the shaped mesh).
     """
-    b = betas.shape[0]
-    n = betas.shape[1]
-    v_shaped = v_template + torch.einsum("bs,vcs->bvc", betas, shapedirs[..., :n])
-    rest_joints = j_template + torch.einsum("bs,jcs->bjc", betas, j_shapedirs[..., :n])
+    b, n = betas.shape
+    nv = weights.shape[0]
+    # (V*3, B): rest-pose vertices with shape and pose blend shapes.
+    v = torch.addmm(v_template, shapedirs[:, :n], betas.T) if n else v_template.expand(-1, b)
     if posedirs is not None:
         eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
         pose_feature = (rotmats[:, 1:] - eye).reshape(b, -1)
-        v_shaped = v_shaped + (pose_feature @ posedirs).view(b, -1, 3)
+        v = torch.addmm(v, posedirs, pose_feature.T)
+    v = v.view(nv, 3, b)
+    rest_joints = j_template + torch.einsum("bs,jcs->bjc", betas, j_shapedirs[..., :n])
     world_r, joints = forward_kinematics(rotmats, rest_joints, parents, levels)
     # Skinning transform of joint j maps a rest-pose point x to R_j x + (t_j - R_j J_j).
     offset = joints - (world_r @ rest_joints[..., None]).squeeze(-1)
-    per_joint = torch.cat([world_r.reshape(b, -1, 9), offset], dim=-1)  # (B,J,12)
-    per_vertex = torch.matmul(weights, per_joint)  # (B,V,12)
-    rot = per_vertex[..., :9].view(b, -1, 3, 3)
-    vertices = (rot * v_shaped[:, :, None, :]).sum(-1) + per_vertex[..., 9:]
-    return vertices, joints
+    per_joint = torch.cat([world_r, offset[..., None]], dim=-1)  # (B,J,3,4)
+    per_joint = per_joint.permute(1, 2, 3, 0).reshape(len(parents), 12 * b)
+    m = (weights @ per_joint).view(nv, 3, 4, b)
+    verts = _ApplyTransforms.apply(m, v).permute(2, 0, 1)
+    if transl is None:
+        return verts.contiguous(), joints
+    # One pass both translates and makes the (B,V,3) result contiguous.
+    return torch.add(verts, transl[:, None]).contiguous(), joints + transl[:, None]

@@ -66,20 +66,35 @@ class BodyModelOutput:
 
 
 class _KeypointRegressor(nn.Module):
-    def __init__(self, kp: KeypointSet):
+    """A :class:`KeypointSet` as buffers, split into joint and vertex entries (no concatenation per call)."""
+
+    def __init__(self, kp: KeypointSet, num_joints: int):
         super().__init__()
         self.names = kp.names
-        self.register_buffer("rows", torch.as_tensor(kp.rows, dtype=torch.long), persistent=False)
-        self.register_buffer("cols", torch.as_tensor(kp.cols, dtype=torch.long), persistent=False)
-        self.register_buffer("weights", torch.as_tensor(kp.weights, dtype=torch.float32), persistent=False)
+        self.num_joints = num_joints
+        on_joint = kp.cols < num_joints
+        for part, sel, offset in (("j", on_joint, 0), ("v", ~on_joint, num_joints)):
+            self.register_buffer(f"{part}_rows", torch.as_tensor(kp.rows[sel], dtype=torch.long), persistent=False)
+            self.register_buffer(
+                f"{part}_cols", torch.as_tensor(kp.cols[sel] - offset, dtype=torch.long), persistent=False
+            )
+            self.register_buffer(
+                f"{part}_weights", torch.as_tensor(kp.weights[sel], dtype=torch.float32), persistent=False
+            )
 
     def forward(self, joints: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
-        points = torch.cat([joints, vertices], dim=1)
-        out = points.new_zeros(points.shape[0], len(self.names), 3)
-        return out.index_add(1, self.rows, points[:, self.cols] * self.weights[None, :, None])
+        out = joints.new_zeros(joints.shape[0], len(self.names), 3)
+        out = out.index_add(1, self.j_rows, joints[:, self.j_cols] * self.j_weights[None, :, None])
+        return out.index_add(1, self.v_rows, vertices[:, self.v_cols] * self.v_weights[None, :, None])
 
     def definition(self) -> KeypointSet:
-        return KeypointSet(self.names, self.rows.cpu().numpy(), self.cols.cpu().numpy(), self.weights.cpu().numpy())
+        cols = torch.cat([self.j_cols, self.v_cols + self.num_joints])
+        return KeypointSet(
+            self.names,
+            torch.cat([self.j_rows, self.v_rows]).cpu().numpy(),
+            cols.cpu().numpy(),
+            torch.cat([self.j_weights, self.v_weights]).cpu().numpy(),
+        )
 
 
 class BodyModel(nn.Module):
@@ -123,15 +138,18 @@ class BodyModel(nn.Module):
         buf("shapedirs", shapedirs)
         buf("j_regressor", j_regressor)
         buf("weights", weights)
+        # Derived, vertex-major forms used by skinning (hmr.body.lbs.skin); not saved with the model.
+        buf("_v_template_flat", v_template.reshape(-1, 1))
+        buf("_shapedirs_flat", shapedirs.reshape(nv * 3, -1))
         buf("j_template", j_regressor @ v_template)
         buf("j_shapedirs", np.einsum("jv,vcs->jcs", j_regressor, shapedirs))
         if posedirs is not None and np.any(posedirs):
             _check_shape("posedirs", posedirs, (nv, 3, 9 * (nj - 1)))
-            buf("posedirs", posedirs.reshape(nv * 3, -1).T)
+            buf("posedirs", posedirs.reshape(nv * 3, -1))
         else:
             self.posedirs = None  # model has no pose-corrective blend shapes
         self.keypoint_regressors = nn.ModuleDict(
-            {k: _KeypointRegressor(v).to(dtype) for k, v in (keypoint_sets or {}).items()}
+            {k: _KeypointRegressor(v, nj).to(dtype) for k, v in (keypoint_sets or {}).items()}
         )
 
     @property
@@ -155,7 +173,9 @@ class BodyModel(nn.Module):
         return self.keypoint_regressors[name].names
 
     def add_keypoint_set(self, name: str, kp: KeypointSet) -> None:
-        self.keypoint_regressors[name] = _KeypointRegressor(kp).to(self.v_template.device, self.v_template.dtype)
+        self.keypoint_regressors[name] = _KeypointRegressor(kp, self.num_joints).to(
+            self.v_template.device, self.v_template.dtype
+        )
 
     def forward(
         self,
@@ -186,12 +206,9 @@ class BodyModel(nn.Module):
             raise ValueError(f"betas has shape {tuple(betas.shape)}; expected (B, k) with k <= {self.num_betas}")
         rotmats = torch.cat([go, bp], dim=1)
         vertices, joints = skin(
-            betas, rotmats, self.v_template, self.shapedirs, self.posedirs, self.j_template,
-            self.j_shapedirs, self.weights, self.parents, self.levels,
+            betas, rotmats, self._v_template_flat, self._shapedirs_flat, self.posedirs, self.j_template,
+            self.j_shapedirs, self.weights, self.parents, self.levels, transl,
         )  # fmt: skip
-        if transl is not None:
-            vertices = vertices + transl[:, None]
-            joints = joints + transl[:, None]
         keypoints = {k: reg(joints, vertices) for k, reg in self.keypoint_regressors.items()}
         return BodyModelOutput(vertices, joints, rotmats, keypoints, self.name)
 
@@ -264,7 +281,7 @@ class BodyModel(nn.Module):
             "joint_names": np.asarray(self.joint_names),
         }
         if self.posedirs is not None:
-            arrays["posedirs"] = self.posedirs.T.reshape(self.num_vertices, 3, -1).cpu().numpy()
+            arrays["posedirs"] = self.posedirs.reshape(self.num_vertices, 3, -1).cpu().numpy()
         for key, reg in self.keypoint_regressors.items():
             arrays.update(_keypoint_set_arrays(key, reg.definition()))
         arrays["keypoint_sets"] = np.asarray(list(self.keypoint_regressors), dtype=str)

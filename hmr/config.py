@@ -1,0 +1,70 @@
+"""The toolkit's one config system: plain dataclasses, serialised as YAML.
+
+Every configurable part (models, training, fitting, demo) describes its settings as a dataclass;
+``save_yaml``/``load_yaml`` write and read them, and ``from_dict`` rebuilds nested dataclasses while
+rejecting unknown keys with a message that names them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+def to_dict(cfg: Any) -> dict:
+    """A dataclass (possibly nested) as plain Python types (tuples become lists)."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def from_dict(cls: type[T], data: dict, where: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; nested dataclass fields are built recursively."""
+    if not isinstance(data, dict):
+        raise ValueError(f"config{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"config{where}: unknown keys {unknown} for {cls.__name__} (known: {sorted(fields)})")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = from_dict(hint, value, f"{where}.{key}")
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def save_yaml(cfg: Any, path: str | os.PathLike) -> None:
+    """Write ``cfg`` as YAML atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_yaml(cls: type[T], path: str | os.PathLike) -> T:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    return from_dict(cls, data or {}, f" {path}")
