@@ -1,0 +1,290 @@
+"""Reading and writing HMR 2.0 weights without running code from the files.
+
+Formats read:
+
+* 4D-Humans Lightning ``.ckpt``: ``state_dict`` + ``hyper_parameters['cfg']`` (a yacs ``CfgNode``; turned
+  into plain dicts through an allow-list, yacs is never imported), or a ``model_config.yaml`` next to it
+  or two folders up (4D-Humans' run layout).
+* Project_HMR ``.ckpt``: no hyper-parameters; the architecture is read from the tensor shapes.
+* ViTPose ``.pth`` backbone weights (``{'state_dict': ...}`` or raw; ``backbone.`` prefixes stripped,
+  ``keypoint_head.*`` ignored) for training initialisation.
+* Our own checkpoints: ``<name>.safetensors`` + ``<name>.yaml`` (the :class:`HMR2Config`).
+
+Pickled checkpoints are read with ``torch.load(weights_only=True)``. Classes the pickle names outside
+torch's allow-list become inert stand-ins (they run nothing); only yacs ``CfgNode`` stand-ins are read
+as configuration, everything else they hold (e.g. Lightning callback state) is ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from hmr import config as config_io
+from hmr.models.config import REGISTRY, HMR2Config, ViTConfig, override_config
+
+IGNORED_PREFIXES = ("smpl.", "discriminator.")  # licensed SMPL buffers, training-only discriminator
+IGNORED_KEYS = ("initialized",)
+_STAND_IN = "__hmr_stand_in__"
+# Dict subclasses a checkpoint may pickle (loaded as plain dicts); the first is the only config node read.
+_DICT_LIKE = ("yacs.config.CfgNode", "pytorch_lightning.utilities.parsing.AttributeDict",
+              "lightning_fabric.utilities.data.AttributeDict", "lightning.fabric.utilities.data.AttributeDict")  # fmt: skip
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint's tensors do not fit the architecture."""
+
+
+# ------------------------------------------------------------------------------------------ reading
+def _dict_stand_in(name: str) -> type:
+    def __new__(cls, *args, **kwargs):
+        # SETITEMS/BUILD are only allowed on (Ordered)dicts by torch's weights-only unpickler.
+        obj = OrderedDict()
+        obj.__dict__[_STAND_IN] = name
+        return obj
+
+    return type("DictStandIn", (), {"__new__": __new__, "__module__": __name__})
+
+
+class _Opaque:
+    """Stand-in for any other class or function a checkpoint names: keeps its arguments, runs nothing."""
+
+    def __init__(self, *args, **kwargs):
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+def _opaque_stand_in(name: str) -> type:
+    return type("Opaque", (_Opaque,), {"__module__": __name__, "name": name})
+
+
+def torch_load(path: str | os.PathLike) -> Any:
+    """``torch.load(weights_only=True)`` (memory-mapped when possible), with inert stand-ins for foreign
+    classes (module doc). Errors name the file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    zipped = _is_zip(path)
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) if zipped else []
+        stand_ins = [(_dict_stand_in(n) if n in _DICT_LIKE else _opaque_stand_in(n), n) for n in unsafe]
+        with torch.serialization.safe_globals(stand_ins):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+    except Exception as err:  # noqa: BLE001 - any failure is a bad file for the user
+        raise ValueError(f"{path}: cannot read this checkpoint safely ({type(err).__name__}: {err})") from None
+
+
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+def plain_config(obj: Any) -> Any:
+    """A yacs ``CfgNode`` stand-in (or dict) -> nested plain dicts/lists/scalars; other objects -> None."""
+    if isinstance(obj, dict):
+        name = getattr(obj, "__dict__", {}).get(_STAND_IN)
+        if name is not None and name != _DICT_LIKE[0]:
+            return None
+        return {str(k): plain_config(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain_config(v) for v in obj]
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return None
+
+
+def _is_ignored(key: str) -> bool:
+    return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
+
+
+def read_reference_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """A 4D-Humans / Project_HMR Lightning checkpoint -> (state_dict, 4D-Humans cfg as plain dict or None).
+
+    The cfg comes from ``hyper_parameters['cfg']``, else from ``model_config.yaml`` beside the file or two
+    folders up (where 4D-Humans' training writes it).
+    """
+    path = Path(path).expanduser()
+    ckpt = torch_load(path)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: no state_dict of tensors in this file; is it an HMR 2.0 checkpoint?")
+    cfg = None
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if isinstance(hparams, dict) and isinstance(hparams.get("cfg"), dict):
+        cfg = plain_config(hparams["cfg"])
+    if cfg is None:
+        for candidate in (path.parent / "model_config.yaml", path.parent.parent.parent / "model_config.yaml"):
+            if candidate.is_file():
+                try:
+                    cfg = yaml.safe_load(candidate.read_text())
+                except yaml.YAMLError as err:
+                    raise ValueError(f"{candidate}: not valid YAML ({err})") from None
+                break
+    return dict(state), cfg
+
+
+# ------------------------------------------------------------------------------ architecture
+def _count(state: dict, pattern: str) -> int:
+    rx = re.compile(pattern)
+    return len({m.group(1) for k in state if (m := rx.fullmatch(k))})
+
+
+def infer_config(state: dict[str, torch.Tensor], source: str) -> HMR2Config:
+    """The architecture that the tensor shapes imply. Head counts and head widths cannot be seen in the
+    shapes; they come from the registry entry with the same backbone width (ViTPose's conventions)."""
+    try:
+        pos, proj = state["backbone.pos_embed"], state["backbone.patch_embed.proj.weight"]
+        fc1 = state["backbone.blocks.0.mlp.fc1.weight"]
+        net0 = state["smpl_head.transformer.transformer.layers.0.2.fn.net.0.weight"]
+        to_kv = state["smpl_head.transformer.transformer.layers.0.1.fn.to_kv.weight"]
+        to_q = state["smpl_head.transformer.transformer.layers.0.1.fn.to_q.weight"]
+        decpose, decshape = state["smpl_head.decpose.weight"], state["smpl_head.decshape.weight"]
+    except KeyError as err:
+        raise CheckpointMismatchError(f"{source}: not an HMR 2.0 checkpoint (no {err} tensor)") from None
+    embed = pos.shape[-1]
+    base = next((e.config for e in REGISTRY.values() if e.config.backbone.embed_dim == embed), None)
+    heads = base.backbone.num_heads if base else max(1, embed // 64)
+    backbone = ViTConfig(
+        embed_dim=embed,
+        depth=_count(state, r"backbone\.blocks\.(\d+)\.norm1\.weight"),
+        num_heads=heads,
+        patch_size=proj.shape[-1],
+        mlp_ratio=fc1.shape[0] / embed,
+        qkv_bias="backbone.blocks.0.attn.qkv.bias" in state,
+        drop_path_rate=base.backbone.drop_path_rate if base else 0.0,
+    )
+    head_base = (base or REGISTRY["hmr2_vit_h"].config).head
+    dim_head = to_q.shape[0] // head_base.heads if to_q.shape[0] % head_base.heads == 0 else to_q.shape[0]
+    head = {
+        "dim": to_q.shape[1], "depth": _count(state, r"smpl_head\.transformer\.transformer\.layers\.(\d+)\.0\.norm\.weight"),
+        "heads": head_base.heads if dim_head != to_q.shape[0] else 1, "dim_head": dim_head,
+        "mlp_dim": net0.shape[0], "context_dim": to_kv.shape[1], "num_betas": decshape.shape[0],
+        "num_body_joints": decpose.shape[0] // 6 - 1,
+    }  # fmt: skip
+    name = base.name if base else "hmr2_custom"
+    return override_config(HMR2Config(name=name), backbone=backbone, head=head)
+
+
+def config_from_4d_humans(cfg: dict, state: dict[str, torch.Tensor], source: str) -> HMR2Config:
+    """Map 4D-Humans' ``MODEL``/``EXTRA``/``SMPL`` config onto the shape-inferred architecture."""
+    model = cfg.get("MODEL") or {}
+    smpl_head = model.get("SMPL_HEAD") or {}
+    checks = (
+        ("MODEL.BACKBONE.TYPE", (model.get("BACKBONE") or {}).get("TYPE", "vit"), "vit"),
+        ("MODEL.SMPL_HEAD.TYPE", smpl_head.get("TYPE", "transformer_decoder"), "transformer_decoder"),
+        ("MODEL.SMPL_HEAD.TRANSFORMER_INPUT", smpl_head.get("TRANSFORMER_INPUT", "zero"), "zero"),
+        ("MODEL.SMPL_HEAD.JOINT_REP", smpl_head.get("JOINT_REP", "6d"), "6d"),
+        ("MODEL.SMPL_HEAD.TRANSFORMER_DECODER.norm",
+         {k.lower(): v for k, v in (smpl_head.get("TRANSFORMER_DECODER") or {}).items()}.get("norm", "layer"), "layer"),
+    )  # fmt: skip
+    for key, value, supported in checks:
+        if value != supported:
+            raise ValueError(f"{source}: {key} = {value!r} is not supported (only {supported!r})")
+    base = infer_config(state, source)
+    decoder = {k.lower(): v for k, v in (smpl_head.get("TRANSFORMER_DECODER") or {}).items()}
+    head = {k: decoder[k] for k in ("depth", "heads", "dim_head", "mlp_dim", "dropout", "emb_dropout", "context_dim")
+            if decoder.get(k) is not None}  # fmt: skip
+    head["ief_iters"] = smpl_head.get("IEF_ITERS", 1)
+    head["init_decoder_xavier"] = bool(smpl_head.get("INIT_DECODER_XAVIER", False))
+    if (cfg.get("SMPL") or {}).get("NUM_BODY_JOINTS") is not None:
+        head["num_body_joints"] = cfg["SMPL"]["NUM_BODY_JOINTS"]
+    top = {"image_size": model.get("IMAGE_SIZE"), "focal_length": (cfg.get("EXTRA") or {}).get("FOCAL_LENGTH"),
+           "image_mean": model.get("IMAGE_MEAN"), "image_std": model.get("IMAGE_STD")}  # fmt: skip
+    top = {k: (tuple(v) if isinstance(v, list) else v) for k, v in top.items() if v is not None}
+    if "image_size" in top and top["image_size"] != base.image_size:
+        raise ValueError(f"{source}: MODEL.IMAGE_SIZE {top['image_size']} is not supported (the ViT sees 256x192)")
+    return override_config(base, head=head, **top)
+
+
+# ------------------------------------------------------------------------------------ loading
+def load_network_state(model: nn.Module, state: dict[str, torch.Tensor], source: str, assign: bool = False) -> None:
+    """Strict load of every network key (``smpl.*``, ``discriminator.*``, ``initialized`` are ignored);
+    all missing, unexpected and mis-shaped keys are reported in one error."""
+    expected = model.state_dict(keep_vars=True)
+    state = {k: v for k, v in state.items() if not _is_ignored(k)}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} (model {tuple(expected[k].shape)})"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or shapes:
+        name = getattr(getattr(model, "config", None), "name", type(model).__name__)
+        parts = [f"{label} ({len(keys)}): {_short(keys)}" for label, keys in
+                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if keys]  # fmt: skip
+        raise CheckpointMismatchError(f"{source} does not fit {name}: " + "; ".join(parts))
+    # Keep the model's dtypes (fp16 checkpoints load into float32 models).
+    state = {k: v.to(expected[k].dtype) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=assign)
+
+
+def _short(keys: list[str], limit: int = 8) -> str:
+    return ", ".join(keys[:limit]) + (f", ... and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> None:
+    """ViTPose ``.pth`` weights (``{'state_dict': ...}`` or raw, with or without ``backbone.``) into a ViT."""
+    ckpt = torch_load(path)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state_dict of backbone tensors")
+    if any(k.startswith("backbone.") for k in state):
+        state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    load_network_state(backbone, state, str(path))
+
+
+# ------------------------------------------------------------------------------- own format
+def save_checkpoint(model, path: str | os.PathLike) -> Path:
+    """Write ``model``'s network weights to ``path`` (.safetensors) and its config to the ``.yaml`` beside it
+    (both atomically). The config is also kept in the safetensors metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: own checkpoints are .safetensors files")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": "hmr", "architecture": model.config.architecture,
+            "config": yaml.safe_dump(config_io.to_dict(model.config), sort_keys=False)}  # fmt: skip
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        save_file(state, str(tmp), metadata=meta)
+        config_io.save_yaml(model.config, path.with_suffix(".yaml"))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_own_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], HMR2Config]:
+    """(state_dict, config) of a checkpoint written by :func:`save_checkpoint`; the ``.yaml`` beside it wins
+    over the copy in the metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+    yaml_path = path.with_suffix(".yaml")
+    if yaml_path.is_file():
+        cfg = config_io.load_yaml(HMR2Config, yaml_path)
+    elif "config" in meta:
+        cfg = config_io.from_dict(HMR2Config, yaml.safe_load(meta["config"]), f" {path} metadata")
+    else:
+        raise ValueError(f"{path}: no model config (expected {yaml_path.name} beside it)")
+    return state, cfg

@@ -1,0 +1,160 @@
+"""HMR 2.0's SMPL transformer-decoder head, written from its spec (docs/models.md).
+
+One zero query token is embedded (``Linear(1 -> dim)`` + learned position), refined by ``depth`` pre-norm
+layers of self-attention, cross-attention to the image tokens and a feed-forward block, then read out as
+residuals on the mean parameters: 6D joint rotations, betas and a weak-perspective camera. Parameter
+names match 4D-Humans' checkpoints (``transformer.transformer.layers.L.{0,1,2}...``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hmr.geometry import rot6d_to_matrix
+from hmr.models.config import SMPLHeadConfig
+from hmr.models.mean_params import MeanParams
+
+
+class _PreNorm(nn.Module):
+    def __init__(self, dim: int, fn: nn.Module, eps: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.fn(self.norm(x), **kwargs)
+
+
+def _out_projection(inner: int, dim: int, heads: int, dim_head: int, dropout: float) -> nn.Module:
+    # 4D-Humans skips the output projection exactly when one head already spans the model width.
+    if heads == 1 and dim_head == dim:
+        return nn.Identity()
+    return nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, dropout: float) -> torch.Tensor:
+    """Multi-head softmax(q k^T / sqrt(dim_head)) v on (B, N, heads*dim_head) tensors."""
+    b = q.shape[0]
+    q, k, v = (t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+    return out.transpose(1, 2).reshape(b, out.shape[2], -1)
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, cfg: SMPLHeadConfig):
+        super().__init__()
+        inner = cfg.heads * cfg.dim_head
+        self.heads, self.dropout = cfg.heads, cfg.dropout
+        self.to_qkv = nn.Linear(cfg.dim, 3 * inner, bias=False)
+        self.to_out = _out_projection(inner, cfg.dim, cfg.heads, cfg.dim_head, cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+        return self.to_out(_attend(q, k, v, self.heads, self.dropout if self.training else 0.0))
+
+
+class _CrossAttention(nn.Module):
+    def __init__(self, cfg: SMPLHeadConfig):
+        super().__init__()
+        inner = cfg.heads * cfg.dim_head
+        self.heads, self.dropout = cfg.heads, cfg.dropout
+        self.to_kv = nn.Linear(cfg.context_dim, 2 * inner, bias=False)
+        self.to_q = nn.Linear(cfg.dim, inner, bias=False)
+        self.to_out = _out_projection(inner, cfg.dim, cfg.heads, cfg.dim_head, cfg.dropout)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        k, v = self.to_kv(context).chunk(2, dim=-1)
+        return self.to_out(_attend(self.to_q(x), k, v, self.heads, self.dropout if self.training else 0.0))
+
+
+class _FeedForward(nn.Module):
+    def __init__(self, cfg: SMPLHeadConfig):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(cfg.dim, cfg.mlp_dim), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.mlp_dim, cfg.dim), nn.Dropout(cfg.dropout),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class _CrossAttentionLayers(nn.Module):
+    def __init__(self, cfg: SMPLHeadConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.ModuleList(
+                [
+                    _PreNorm(cfg.dim, _SelfAttention(cfg), cfg.norm_eps),
+                    _PreNorm(cfg.dim, _CrossAttention(cfg), cfg.norm_eps),
+                    _PreNorm(cfg.dim, _FeedForward(cfg), cfg.norm_eps),
+                ]
+            )  # fmt: skip
+            for _ in range(cfg.depth)
+        )
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        for self_attn, cross_attn, ff in self.layers:
+            x = self_attn(x) + x
+            x = cross_attn(x, context=context) + x
+            x = ff(x) + x
+        return x
+
+
+class _TokenDecoder(nn.Module):
+    def __init__(self, cfg: SMPLHeadConfig):
+        super().__init__()
+        self.to_token_embedding = nn.Linear(1, cfg.dim)
+        self.pos_embedding = nn.Parameter(torch.randn(1, 1, cfg.dim))
+        self.dropout = nn.Dropout(cfg.emb_dropout)
+        self.transformer = _CrossAttentionLayers(cfg)
+
+    def forward(self, token: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(self.to_token_embedding(token)) + self.pos_embedding
+        return self.transformer(x, context)
+
+
+@dataclass
+class HeadOutput:
+    """rotmats (B, J, 3, 3) with the root first; betas (B, S); pred_cam (B, 3) weak perspective [s, tx, ty]."""
+
+    rotmats: torch.Tensor
+    betas: torch.Tensor
+    pred_cam: torch.Tensor
+
+
+class SMPLTransformerDecoderHead(nn.Module):
+    """Image features (B, C, H, W) or tokens (B, N, C) -> :class:`HeadOutput`."""
+
+    def __init__(self, cfg: SMPLHeadConfig, mean_params: MeanParams):
+        super().__init__()
+        self.config = cfg
+        self.num_joints = cfg.num_body_joints + 1
+        mean_params.check(self.num_joints, cfg.num_betas)
+        self.transformer = _TokenDecoder(cfg)
+        self.decpose = nn.Linear(cfg.dim, 6 * self.num_joints)
+        self.decshape = nn.Linear(cfg.dim, cfg.num_betas)
+        self.deccam = nn.Linear(cfg.dim, 3)
+        if cfg.init_decoder_xavier:
+            for lin in (self.decpose, self.decshape, self.deccam):
+                nn.init.xavier_uniform_(lin.weight, gain=0.01)
+        self.register_buffer("init_body_pose", torch.as_tensor(mean_params.pose, dtype=torch.float32)[None])
+        self.register_buffer("init_betas", torch.as_tensor(mean_params.betas, dtype=torch.float32)[None])
+        self.register_buffer("init_cam", torch.as_tensor(mean_params.cam, dtype=torch.float32)[None])
+
+    def forward(self, features: torch.Tensor) -> HeadOutput:
+        context = features.flatten(2).transpose(1, 2) if features.dim() == 4 else features
+        b = context.shape[0]
+        pose, betas, cam = (p.expand(b, -1) for p in (self.init_body_pose, self.init_betas, self.init_cam))
+        token = context.new_zeros(b, 1, 1)
+        for _ in range(self.config.ief_iters):
+            out = self.transformer(token, context)[:, 0]
+            pose = self.decpose(out) + pose
+            betas = self.decshape(out) + betas
+            cam = self.deccam(out) + cam
+        rotmats = rot6d_to_matrix(pose.reshape(b, self.num_joints, 6), self.config.rot6d_layout)
+        return HeadOutput(rotmats, betas, cam)
