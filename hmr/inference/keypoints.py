@@ -1,0 +1,134 @@
+"""2D/3D body landmarks per detected person: MediaPipe BlazePose's landmark model on a box-given region.
+
+BlazePose's own person detector keys on faces and misses people seen from behind or small people
+(docs/detection.md). We therefore skip it and feed MediaPipe's ``PoseLandmarkByRoiCpu`` subgraph (shipped
+in the mediapipe 0.10.21 wheel with ``pose_landmark_full.tflite``; nothing downloads) a square region
+made from our detector's box, as BlazePose's tracker does from the previous frame's landmarks. The model
+then also runs on people turned away. Its pose-presence check (score >= 0.5) still applies: a region with
+no body gives no landmarks, and the person is reported with the box only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from hmr.body.keypoints import BLAZEPOSE33_NAMES
+
+ROI_SCALE = 1.25  # BlazePose enlarges its body square by 1.25 around the body centre
+_GRAPH = """
+input_stream: "image"
+input_stream: "roi"
+input_side_packet: "model_complexity"
+output_stream: "landmarks"
+output_stream: "world_landmarks"
+node {
+  calculator: "PoseLandmarkByRoiCpu"
+  input_side_packet: "MODEL_COMPLEXITY:model_complexity"
+  input_stream: "IMAGE:image"
+  input_stream: "ROI:roi"
+  output_stream: "LANDMARKS:landmarks"
+  output_stream: "WORLD_LANDMARKS:world_landmarks"
+}
+"""
+
+
+@dataclass
+class PoseKeypoints:
+    """BlazePose's 33 landmarks (``hmr.body.keypoints.BLAZEPOSE33_NAMES`` order) for one person.
+
+    keypoints_2d (33, 2) pixels in the full image. confidence (33,) MediaPipe visibility in [0, 1] (how
+    likely the point is visible, not occluded). presence (33,) likelihood that the point is in the image.
+    keypoints_3d (33, 3) metres, MediaPipe world landmarks: origin at the hip centre, axes aligned with the
+    camera frame (+x right, +y down, +z away from the camera), so the camera frame's orientation without
+    its translation. roi (4,) the square region the model ran on: centre x, centre y, side (pixels),
+    rotation (radians).
+    """
+
+    keypoints_2d: np.ndarray
+    confidence: np.ndarray
+    presence: np.ndarray
+    keypoints_3d: np.ndarray
+    roi: np.ndarray
+
+    names = BLAZEPOSE33_NAMES
+
+
+def box_to_roi(box: np.ndarray, scale: float = ROI_SCALE) -> np.ndarray:
+    """(x1, y1, x2, y2) -> square region (cx, cy, side, rotation=0) around the box, upright."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return np.array([(x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * scale, 0.0], np.float32)
+
+
+class PoseEstimator:
+    """BlazePose (full, model_complexity=1) landmarks for given boxes or regions of an RGB image.
+
+    Not thread-safe: use one instance per thread. Every call is independent (no smoothing inside).
+    """
+
+    def __init__(self):
+        os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ INFO lines on stderr
+        try:
+            import mediapipe as mp
+            from mediapipe.framework.formats import rect_pb2
+            from mediapipe.python._framework_bindings import resource_util
+        except ImportError as err:
+            raise RuntimeError(
+                f"mediapipe is needed for keypoints ({err}); install it with "
+                "`.venv/bin/python -m pip install --no-deps mediapipe==0.10.21` (scripts/setup_env.sh does)"
+            ) from None
+        self._mp, self._rect = mp, rect_pb2.NormalizedRect
+        resource_util.set_resource_dir(os.path.dirname(os.path.dirname(mp.__file__)))
+        self._graph = mp.CalculatorGraph(graph_config=_GRAPH)
+        self._out: dict = {}
+        for name in ("landmarks", "world_landmarks"):
+            self._graph.observe_output_stream(
+                name, lambda s, p: self._out.__setitem__(s, mp.packet_getter.get_proto(p))
+            )
+        self._graph.start_run({"model_complexity": mp.packet_creator.create_int(1)})
+        self._ts = 0
+
+    def close(self) -> None:
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to release
+            pass
+
+    def from_roi(self, image: np.ndarray, roi: np.ndarray) -> PoseKeypoints | None:
+        """Landmarks inside one square region (cx, cy, side, rotation); None when no body is there."""
+        mp = self._mp
+        h, w = image.shape[:2]
+        cx, cy, side, rot = (float(v) for v in roi)
+        rect = self._rect(x_center=cx / w, y_center=cy / h, width=side / w, height=side / h, rotation=rot)
+        self._ts += 1
+        self._out.clear()
+        frame = mp.packet_creator.create_image_frame(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+        self._graph.add_packet_to_input_stream("image", frame.at(self._ts))
+        self._graph.add_packet_to_input_stream("roi", mp.packet_creator.create_proto(rect).at(self._ts))
+        self._graph.wait_until_idle()
+        if "landmarks" not in self._out:
+            return None
+        lms = self._out["landmarks"].landmark
+        world = self._out["world_landmarks"].landmark
+        return PoseKeypoints(
+            keypoints_2d=np.array([[p.x * w, p.y * h] for p in lms], np.float32),
+            confidence=np.array([p.visibility for p in lms], np.float32),
+            presence=np.array([p.presence for p in lms], np.float32),
+            keypoints_3d=np.array([[p.x, p.y, p.z] for p in world], np.float32),
+            roi=np.asarray(roi, np.float32),
+        )
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> list[PoseKeypoints | None]:
+        """Landmarks per box ``(N, 4)`` x1,y1,x2,y2 pixels (None where the model sees no body).
+
+        One upright pass per box. A second pass on the rotated, hip-centred region the landmarks define
+        (BlazePose's tracking step) was tried and dropped: it drifts on people cut by the image border.
+        """
+        return [self.from_roi(image, box_to_roi(box)) for box in np.asarray(boxes, np.float32).reshape(-1, 4)]
