@@ -4,7 +4,7 @@ Formats read:
 
 * 4D-Humans Lightning ``.ckpt``: ``state_dict`` + ``hyper_parameters['cfg']`` (a yacs ``CfgNode``; turned
   into plain dicts through an allow-list, yacs is never imported), or a ``model_config.yaml`` next to it
-  or two folders up (4D-Humans' run layout).
+  or in the run folder above its ``checkpoints/`` folder (4D-Humans' layout).
 * Project_HMR ``.ckpt``: no hyper-parameters; the architecture is read from the tensor shapes.
 * ViTPose ``.pth`` backbone weights (``{'state_dict': ...}`` or raw; ``backbone.`` prefixes stripped,
   ``keypoint_head.*`` ignored) for training initialisation.
@@ -109,8 +109,8 @@ def _is_ignored(key: str) -> bool:
 def read_reference_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
     """A 4D-Humans / Project_HMR Lightning checkpoint -> (state_dict, 4D-Humans cfg as plain dict or None).
 
-    The cfg comes from ``hyper_parameters['cfg']``, else from ``model_config.yaml`` beside the file or two
-    folders up (where 4D-Humans' training writes it).
+    The cfg comes from ``hyper_parameters['cfg']``, else from ``model_config.yaml`` beside the file or in the
+    run folder above its ``checkpoints/`` folder (where 4D-Humans' training writes it).
     """
     path = Path(path).expanduser()
     ckpt = torch_load(path)
@@ -122,7 +122,7 @@ def read_reference_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.
     if isinstance(hparams, dict) and isinstance(hparams.get("cfg"), dict):
         cfg = plain_config(hparams["cfg"])
     if cfg is None:
-        for candidate in (path.parent / "model_config.yaml", path.parent.parent.parent / "model_config.yaml"):
+        for candidate in (path.parent / "model_config.yaml", path.parent.parent / "model_config.yaml"):
             if candidate.is_file():
                 try:
                     cfg = yaml.safe_load(candidate.read_text())

@@ -116,7 +116,7 @@ def _hmr2(name: str, embed: int, depth: int, heads: int, drop_path: float, mlp_d
 _4DH_SOURCE = (
     "4D-Humans (github.com/shubham-goel/4D-Humans): its demo downloads hmr2_data.tar.gz into ~/.cache/4DHumans; "
     "the checkpoint is logs/train/multiruns/hmr2/0/checkpoints/epoch=35-step=1000000.ckpt with "
-    "model_config.yaml two folders up"
+    "model_config.yaml in logs/train/multiruns/hmr2/0/"
 )
 _PH_SOURCE = (
     "Project_HMR (github.com/gregpierreputra/Project_HMR): epoch_0086-step_000086130.ckpt from the Google Drive "
