@@ -32,13 +32,6 @@ class ViTConfig:
     norm_eps: float = 1e-6
 
     @property
-    def grid(self) -> tuple[int, int]:
-        """Token grid (rows, columns) of the patch embedding."""
-        h, w = self.img_size
-        k, p = self.patch_size, self.patch_padding
-        return (h + 2 * p - k) // k + 1, (w + 2 * p - k) // k + 1
-
-    @property
     def num_pos_embed(self) -> int:
         """Rows of ``pos_embed``: one per patch of the unpadded image plus ViTPose's unused cls slot."""
         return (self.img_size[0] // self.patch_size) * (self.img_size[1] // self.patch_size) + 1

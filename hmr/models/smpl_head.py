@@ -29,46 +29,48 @@ class _PreNorm(nn.Module):
         return self.fn(self.norm(x), **kwargs)
 
 
-def _out_projection(inner: int, dim: int, heads: int, dim_head: int, dropout: float) -> nn.Module:
-    # 4D-Humans skips the output projection exactly when one head already spans the model width.
-    if heads == 1 and dim_head == dim:
-        return nn.Identity()
-    return nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
+class _Attention(nn.Module):
+    """Multi-head softmax(q k^T / sqrt(dim_head)) v and the output projection, shared by self- and
+    cross-attention; ``projections`` are the input layers, registered under their reference names."""
 
-
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, dropout: float) -> torch.Tensor:
-    """Multi-head softmax(q k^T / sqrt(dim_head)) v on (B, N, heads*dim_head) tensors."""
-    b = q.shape[0]
-    q, k, v = (t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
-    out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-    return out.transpose(1, 2).reshape(b, out.shape[2], -1)
-
-
-class _SelfAttention(nn.Module):
-    def __init__(self, cfg: SMPLHeadConfig):
+    def __init__(self, cfg: SMPLHeadConfig, **projections: nn.Linear):
         super().__init__()
-        inner = cfg.heads * cfg.dim_head
         self.heads, self.dropout = cfg.heads, cfg.dropout
-        self.to_qkv = nn.Linear(cfg.dim, 3 * inner, bias=False)
-        self.to_out = _out_projection(inner, cfg.dim, cfg.heads, cfg.dim_head, cfg.dropout)
+        for name, layer in projections.items():
+            setattr(self, name, layer)
+        # 4D-Humans skips the output projection exactly when one head already spans the model width.
+        if cfg.heads == 1 and cfg.dim_head == cfg.dim:
+            self.to_out = nn.Identity()
+        else:
+            self.to_out = nn.Sequential(nn.Linear(cfg.heads * cfg.dim_head, cfg.dim), nn.Dropout(cfg.dropout))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        b = q.shape[0]
+        q, k, v = (t.reshape(b, t.shape[1], self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.to_out(out.transpose(1, 2).reshape(b, out.shape[2], -1))
+
+
+class _SelfAttention(_Attention):
+    def __init__(self, cfg: SMPLHeadConfig):
+        super().__init__(cfg, to_qkv=nn.Linear(cfg.dim, 3 * cfg.heads * cfg.dim_head, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.to_qkv(x).chunk(3, dim=-1)
-        return self.to_out(_attend(q, k, v, self.heads, self.dropout if self.training else 0.0))
+        return self.attend(*self.to_qkv(x).chunk(3, dim=-1))
 
 
-class _CrossAttention(nn.Module):
+class _CrossAttention(_Attention):
     def __init__(self, cfg: SMPLHeadConfig):
-        super().__init__()
         inner = cfg.heads * cfg.dim_head
-        self.heads, self.dropout = cfg.heads, cfg.dropout
-        self.to_kv = nn.Linear(cfg.context_dim, 2 * inner, bias=False)
-        self.to_q = nn.Linear(cfg.dim, inner, bias=False)
-        self.to_out = _out_projection(inner, cfg.dim, cfg.heads, cfg.dim_head, cfg.dropout)
+        super().__init__(
+            cfg,
+            to_kv=nn.Linear(cfg.context_dim, 2 * inner, bias=False),
+            to_q=nn.Linear(cfg.dim, inner, bias=False),
+        )
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         k, v = self.to_kv(context).chunk(2, dim=-1)
-        return self.to_out(_attend(self.to_q(x), k, v, self.heads, self.dropout if self.training else 0.0))
+        return self.attend(self.to_q(x), k, v)
 
 
 class _FeedForward(nn.Module):
