@@ -4,6 +4,15 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# hmr.render needs headless OpenGL through EGL: Mesa's (llvmpipe on the CPU). Installed only when missing.
+if ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q 'libEGL_mesa.so.0'; then
+  egl_pkgs="libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends $egl_pkgs >/dev/null
+  else
+    echo "setup_env.sh: hmr.render needs Mesa's EGL; install it with: sudo apt-get install $egl_pkgs" >&2
+  fi
+fi
 venv="$root/.venv"
 stamp="$venv/.hmr-setup-stamp"
 want="$(cat pyproject.toml requirements/*.txt scripts/setup_env.sh | sha256sum | cut -d' ' -f1)"
