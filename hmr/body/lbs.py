@@ -1,8 +1,24 @@
-"""Functional core of SMPL-family linear blend skinning (no module state, any vertex count)."""
+"""Functional core of SMPL-family linear blend skinning (no module state, any vertex count).
+
+Speed notes (measured by benchmarks/bench_body_model.py): the work is three matrix products (blend
+shapes, skinning weights, and their transposes in backward) plus a few passes over per-vertex
+tensors. Vertex data is kept coordinate-major, (B, 3, V), so every elementwise pass runs along
+contiguous vertices, and the products run on float32 CPU through oneDNN with weights packed once
+(much faster than the generic BLAS path on CPUs where that BLAS does not use AVX-512).
+"""
 
 from __future__ import annotations
 
+import functools
+import itertools
+import weakref
+from typing import NamedTuple
+
 import torch
+import torch.nn.functional as F
+
+# oneDNN's linear (x @ w.T + bias) with prepacked weights; absent in builds without mkldnn.
+_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 
 
 def kinematic_levels(parents: list[int]) -> list[list[int]]:
@@ -16,49 +32,171 @@ def kinematic_levels(parents: list[int]) -> list[list[int]]:
     return [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
 
 
+class _FKPlan(NamedTuple):
+    order: torch.Tensor  # joints in level order
+    inverse: torch.Tensor  # level order -> joint order
+    parent_pos: torch.Tensor  # position (in level order) of each joint's parent; 0 for roots
+    is_child: torch.Tensor  # (J, 1): 0 for roots, 1 otherwise
+    sizes: list[int]  # joints per level
+    gathers: list[torch.Tensor | None]  # per level after the first: parent positions in the level above
+
+
+@functools.lru_cache(maxsize=64)
+def _fk_plan(parents: tuple[int, ...], levels: tuple[tuple[int, ...], ...], device: torch.device) -> _FKPlan:
+    order = [j for level in levels for j in level]
+    pos = {j: i for i, j in enumerate(order)}
+    gathers = []
+    for above, level in itertools.pairwise(levels):
+        idx = [above.index(parents[j]) for j in level]
+        gathers.append(None if idx == list(range(len(above))) else torch.tensor(idx, device=device))
+    return _FKPlan(
+        torch.tensor(order, device=device),
+        torch.tensor(sorted(range(len(order)), key=order.__getitem__), device=device),
+        torch.tensor([pos[parents[j]] if parents[j] >= 0 else 0 for j in order], device=device),
+        torch.tensor([[float(parents[j] >= 0)] for j in order], device=device),
+        [len(level) for level in levels],
+        gathers,
+    )
+
+
+def _world_transforms(
+    rotmats: torch.Tensor, rest_joints: torch.Tensor, parents: list[int], levels: list[list[int]]
+) -> torch.Tensor:
+    """World transforms [R | t] (B,J,3,4): one (3x4)@(4x4) product per tree level, in level order."""
+    plan = _fk_plan(tuple(parents), tuple(map(tuple, levels)), rotmats.device)
+    b = rotmats.shape[0]
+    rot = rotmats.index_select(1, plan.order)
+    rest = rest_joints.index_select(1, plan.order)
+    rel = rest - rest.index_select(1, plan.parent_pos) * plan.is_child.to(rest.dtype)
+    local = torch.cat([rot, rel[..., None]], -1)  # (B,J,3,4)
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=local.dtype, device=local.device)
+    local4 = torch.cat([local, bottom.expand(b, len(parents), 1, 4)], -2).split(plan.sizes, 1)
+    world = [local[:, : plan.sizes[0]]]
+    for idx, loc in zip(plan.gathers, local4[1:], strict=True):
+        above = world[-1] if idx is None else world[-1].index_select(1, idx)
+        world.append(above @ loc)
+    return torch.cat(world, 1).index_select(1, plan.inverse)
+
+
 def forward_kinematics(
     rotmats: torch.Tensor, rest_joints: torch.Tensor, parents: list[int], levels: list[list[int]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Local rotations (B,J,3,3) and rest joints (B,J,3) -> world rotations (B,J,3,3), posed joints (B,J,3)."""
-    rel = rest_joints.clone()
-    rel[:, 1:] = rest_joints[:, 1:] - rest_joints[:, parents[1:]]
-    world_r = torch.empty_like(rotmats)
-    world_t = torch.empty_like(rest_joints)
-    world_r[:, levels[0]] = rotmats[:, levels[0]]
-    world_t[:, levels[0]] = rel[:, levels[0]]
-    for level in levels[1:]:
-        par = [parents[j] for j in level]
-        pr = world_r[:, par]
-        world_r[:, level] = pr @ rotmats[:, level]
-        world_t[:, level] = (pr @ rel[:, level, :, None]).squeeze(-1) + world_t[:, par]
-    return world_r, world_t
+    world = _world_transforms(rotmats, rest_joints, parents, levels)
+    return world[..., :3], world[..., 3]
 
 
-class _ApplyTransforms(torch.autograd.Function):
-    """Per-vertex affine transform ``y[v,:,b] = M[v,:,:3,b] x[v,:,b] + M[v,:,3,b]``.
+def _pack(w: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._reorder_linear_weight(w.contiguous())
 
-    Written out because autograd's generic backward for the column slices allocates and zero-fills a
-    full-size gradient per slice, which cost more than the whole forward.
+
+class _Linear(torch.autograd.Function):
+    """``x @ w.T + bias`` for a constant-layout ``w``; ``packed`` = oneDNN forms of (w, w.T) or None.
+
+    oneDNN's op has no autograd formula, hence the explicit backward (grads for ``w`` and ``bias``
+    only when they require it, e.g. when fitting the model arrays themselves).
     """
 
     @staticmethod
-    def forward(ctx, m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # m (V,3,4,B), x (V,3,B)
+    def forward(ctx, x, w, bias, packed):
+        ctx.save_for_backward(x, w)
+        ctx.packed = packed
+        if packed is not None:
+            return _ONEDNN_LINEAR(x, packed[0], bias, "none", [], "")
+        return F.linear(x, w, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            packed = ctx.packed
+            grad_x = grad @ w if packed is None else _ONEDNN_LINEAR(grad, packed[1], None, "none", [], "")
+        if ctx.needs_input_grad[1]:
+            grad_w = grad.T @ x
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.sum(0)
+        return grad_x, grad_w, grad_b, None
+
+
+class _ApplyTransforms(torch.autograd.Function):
+    """Skinned vertices ``out[b,v,c] = sum_k m[b,c,k,v] x[b,k,v] + m[b,c,3,v]``; m (B,3,4,V), x (B,3,V).
+
+    Written out so that each step is one pass along contiguous vertices, and so that the (B,V,3)
+    result is written directly (no separate transpose); autograd's generic backward for the slices
+    allocated and zero-filled a full-size gradient per slice.
+    """
+
+    @staticmethod
+    def forward(ctx, m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(m, x)
-        y = torch.addcmul(m[:, :, 3], m[:, :, 0], x[:, 0:1])
-        return y.addcmul_(m[:, :, 1], x[:, 1:2]).addcmul_(m[:, :, 2], x[:, 2:3])
+        b, _, _, nv = m.shape
+        out = m.new_empty(b, nv, 3)
+        y = out.transpose(1, 2)
+        torch.addcmul(m[:, :, 3], m[:, :, 0], x[:, 0:1], out=y)
+        y.addcmul_(m[:, :, 1], x[:, 1:2]).addcmul_(m[:, :, 2], x[:, 2:3])
+        return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         m, x = ctx.saved_tensors
+        g = grad.transpose(1, 2).contiguous()  # (B,3,V)
         grad_m = grad_x = None
         if ctx.needs_input_grad[0]:
             grad_m = torch.empty_like(m)
-            for k in range(3):
-                torch.mul(grad, x[:, k : k + 1], out=grad_m[:, :, k])
-            grad_m[:, :, 3] = grad
+            torch.mul(g[:, :, None], x[:, None], out=grad_m[:, :, :3])
+            grad_m[:, :, 3] = g
         if ctx.needs_input_grad[1]:
-            grad_x = (grad[:, :, None] * m[:, :, :3]).sum(1)
+            grad_x = torch.mul(m[:, 0, :3], g[:, 0:1])
+            grad_x.addcmul_(m[:, 1, :3], g[:, 1:2]).addcmul_(m[:, 2, :3], g[:, 2:3])
         return grad_m, grad_x
+
+
+class _Consts(NamedTuple):
+    """Model arrays in the layouts :func:`skin` uses (coordinate-major rows, c*V + v)."""
+
+    dirs: torch.Tensor | None  # (3V, S+P) shape then pose blend shapes; None when packed
+    bias: torch.Tensor  # (3V,) template
+    dirs_packed: tuple[torch.Tensor, torch.Tensor] | None
+    weights: torch.Tensor | None  # (V, J+1) skinning weights and a ones column that adds transl
+    weights_packed: tuple[torch.Tensor, torch.Tensor] | None
+
+
+# id(weights) -> (weak references and versions of the arrays, consts); entries leave with their weights.
+_CONSTS: dict[int, tuple[list, _Consts]] = {}
+
+
+def _build_consts(v_template, shapedirs, posedirs, weights, pack: bool) -> _Consts:
+    nv = weights.shape[0]
+    order = torch.arange(3 * nv, device=weights.device).view(nv, 3).T.reshape(-1)
+    dirs = (shapedirs if posedirs is None else torch.cat([shapedirs, posedirs], 1))[order]
+    weights1 = torch.cat([weights, weights.new_ones(nv, 1)], 1)
+    if not pack:
+        return _Consts(dirs, v_template[order, 0], None, weights1, None)
+    return _Consts(None, v_template[order, 0], (_pack(dirs), _pack(dirs.T)), None, (_pack(weights1), _pack(weights1.T)))
+
+
+def _consts(v_template, shapedirs, posedirs, weights) -> _Consts:
+    """Derived arrays, built once per set of model arrays and rebuilt when one is replaced or modified."""
+    arrays = (v_template, shapedirs, posedirs, weights)
+    if any(a is not None and a.requires_grad for a in arrays) and torch.is_grad_enabled():
+        return _build_consts(*arrays, pack=False)  # differentiable w.r.t. the arrays; not cached
+    key = [(a, 0 if a.is_inference() else a._version) for a in arrays if a is not None]
+    hit = _CONSTS.get(id(weights))
+    if (
+        hit is not None
+        and len(hit[0]) == len(key)
+        and all(r() is a and v == ver for (r, v), (a, ver) in zip(hit[0], key, strict=True))
+    ):
+        return hit[1]
+    pack = _ONEDNN_LINEAR is not None and weights.device.type == "cpu" and weights.dtype == torch.float32
+    # Built outside inference mode so that a cache filled under it still serves training.
+    with torch.inference_mode(False), torch.no_grad():
+        consts = _build_consts(*(a if a is None else a.detach() for a in arrays), pack=pack)
+    if id(weights) not in _CONSTS:
+        weakref.finalize(weights, _CONSTS.pop, id(weights), None)
+    _CONSTS[id(weights)] = ([(weakref.ref(a), ver) for a, ver in key], consts)
+    return consts
 
 
 def skin(
@@ -76,29 +214,32 @@ def skin(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SMPL skinning. Returns vertices (B,V,3) and joints (B,J,3), translated by ``transl`` (B,3) if given.
 
-    Vertex data is vertex-major so each step is one large matrix product with the batch as the
-    innermost dimension: ``v_template`` (V*3, 1), ``shapedirs`` (V*3, S), ``posedirs`` (V*3, 9(J-1)) or
-    None when the model has no pose correctives. ``j_shapedirs`` (J, 3, S) is the joint regressor applied
-    to shapedirs, so joints come from betas directly (same result as regressing the shaped mesh).
+    Model arrays are vertex-major: ``v_template`` (V*3, 1), ``shapedirs`` (V*3, S), ``posedirs``
+    (V*3, 9(J-1)) or None when the model has no pose correctives, ``weights`` (V, J).
+    ``j_shapedirs`` (J, 3, S) is the joint regressor applied to shapedirs, so joints come from betas
+    directly (same result as regressing the shaped mesh). Gradients flow to every tensor argument.
     """
     b, n = betas.shape
-    nv = weights.shape[0]
-    # (V*3, B): rest-pose vertices with shape and pose blend shapes.
-    v = torch.addmm(v_template, shapedirs[:, :n], betas.T) if n else v_template.expand(-1, b)
+    nj, ns = len(parents), shapedirs.shape[1]
+    consts = _consts(v_template, shapedirs, posedirs, weights)
+    feats = [betas]
+    if n < ns:
+        feats.append(betas.new_zeros(b, ns - n))
     if posedirs is not None:
         eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
-        pose_feature = (rotmats[:, 1:] - eye).reshape(b, -1)
-        v = torch.addmm(v, posedirs, pose_feature.T)
-    v = v.view(nv, 3, b)
-    rest_joints = j_template + torch.einsum("bs,jcs->bjc", betas, j_shapedirs[..., :n])
-    world_r, joints = forward_kinematics(rotmats, rest_joints, parents, levels)
-    # Skinning transform of joint j maps a rest-pose point x to R_j x + (t_j - R_j J_j).
-    offset = joints - (world_r @ rest_joints[..., None]).squeeze(-1)
-    per_joint = torch.cat([world_r, offset[..., None]], dim=-1)  # (B,J,3,4)
-    per_joint = per_joint.permute(1, 2, 3, 0).reshape(len(parents), 12 * b)
-    m = (weights @ per_joint).view(nv, 3, 4, b)
-    verts = _ApplyTransforms.apply(m, v).permute(2, 0, 1)
-    if transl is None:
-        return verts.contiguous(), joints
-    # One pass both translates and makes the (B,V,3) result contiguous.
-    return torch.add(verts, transl[:, None]).contiguous(), joints + transl[:, None]
+        feats.append((rotmats[:, 1:] - eye).reshape(b, -1))
+    # (B, 3, V): rest-pose vertices with shape and pose blend shapes, in one product.
+    x = _Linear.apply(torch.cat(feats, 1), consts.dirs, consts.bias, consts.dirs_packed).view(b, 3, -1)
+    rest_joints = torch.addmm(j_template.reshape(1, -1), betas, j_shapedirs.reshape(nj * 3, -1)[:, :n].T)
+    rest_joints = rest_joints.view(b, nj, 3)
+    world = _world_transforms(rotmats, rest_joints, parents, levels)
+    rot, joints = world[..., :3], world[..., 3]
+    # Skinning transform of joint j maps a rest-pose point p to R_j p + (t_j - R_j J_j); the extra
+    # column (weight 1 for every vertex) adds transl to the translation part.
+    offset = joints - (rot @ rest_joints[..., None]).squeeze(-1)
+    per_joint = torch.cat([rot, offset[..., None]], -1).permute(0, 2, 3, 1)  # (B,3,4,J)
+    tcol = betas.new_zeros(b, 3, 4, 1) if transl is None else F.pad(transl[:, :, None, None], (0, 0, 3, 0))
+    per_joint = torch.cat([per_joint, tcol], -1).view(b * 12, nj + 1)
+    m = _Linear.apply(per_joint, consts.weights, None, consts.weights_packed).view(b, 3, 4, -1)
+    verts = _ApplyTransforms.apply(m, x)
+    return verts, (joints if transl is None else joints + transl[:, None]).contiguous()

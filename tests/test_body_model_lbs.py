@@ -1,0 +1,127 @@
+"""The skinning core (hmr.body.lbs): explicit backward passes, the oneDNN path, the constants cache."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from hmr.body import BodyModel
+from hmr.body.lbs import _ONEDNN_LINEAR, forward_kinematics, kinematic_levels, skin
+from hmr.geometry import axis_angle_to_matrix
+from tests.synthetic_smpl import synthetic_smpl_arrays
+
+
+def _model(num_vertices=40, dtype=torch.float64, **kw):
+    return BodyModel.from_arrays(synthetic_smpl_arrays(num_vertices=num_vertices, **kw), "synthetic", dtype=dtype)
+
+
+def _arrays(m):
+    """The model arrays in skin's argument order (after betas, rotmats)."""
+    return [m._v_template_flat, m._shapedirs_flat, m.posedirs, m.j_template, m.j_shapedirs, m.weights]
+
+
+def _pose(b, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    rot = axis_angle_to_matrix(torch.randn(b, 24, 3, generator=g, dtype=dtype) * 0.5)
+    return rot, torch.randn(b, 10, generator=g, dtype=dtype), torch.randn(b, 3, generator=g, dtype=dtype)
+
+
+@pytest.mark.parametrize(("batch", "with_transl", "fast_mode"), [(1, True, False), (3, True, True), (2, False, True)])
+def test_skin_gradcheck_inputs(batch, with_transl, fast_mode):
+    m = _model(num_vertices=24)
+    rot, betas, transl = _pose(batch)
+    inputs = [betas.requires_grad_(), rot.requires_grad_()] + ([transl.requires_grad_()] if with_transl else [])
+
+    def f(betas, rot, transl=None):
+        return skin(betas, rot, *_arrays(m), m.parents, m.levels, transl)
+
+    assert torch.autograd.gradcheck(f, inputs, fast_mode=fast_mode)
+
+
+def test_skin_gradcheck_model_arrays():
+    """Gradients also reach the model arrays when they require them (e.g. fitting a body model)."""
+    m = _model(num_vertices=16)
+    rot, betas, transl = _pose(2)
+    arrays = [a.clone().requires_grad_() for a in _arrays(m)]
+
+    def f(*arrays):
+        return skin(betas[:, :7], rot, *arrays, m.parents, m.levels, transl)
+
+    assert torch.autograd.gradcheck(f, arrays, fast_mode=True)
+
+
+def test_forward_kinematics_matches_per_joint_loop():
+    # A tree whose levels are not contiguous blocks of joints, to exercise the level gathers.
+    parents = [-1, 0, 0, 1, 2, 1, 3, 4, 4, -1, 9]
+    levels = kinematic_levels(parents)
+    g = torch.Generator().manual_seed(3)
+    rot = axis_angle_to_matrix(torch.randn(3, len(parents), 3, generator=g, dtype=torch.float64))
+    rest = torch.randn(3, len(parents), 3, generator=g, dtype=torch.float64)
+    world_r, world_t = forward_kinematics(rot, rest, parents, levels)
+    for j, p in enumerate(parents):
+        if p < 0:
+            ref_r, ref_t = rot[:, j], rest[:, j]
+        else:
+            ref_r = world_r[:, p] @ rot[:, j]
+            ref_t = world_t[:, p] + (world_r[:, p] @ (rest[:, j] - rest[:, p])[..., None])[..., 0]
+        assert torch.allclose(world_r[:, j], ref_r) and torch.allclose(world_t[:, j], ref_t), j
+
+
+@pytest.mark.skipif(_ONEDNN_LINEAR is None, reason="torch built without oneDNN")
+@pytest.mark.parametrize("batch", [1, 5])
+def test_float32_fast_path_matches_float64(batch):
+    """float32 on CPU runs the oneDNN products; values and gradients match the float64 reference."""
+    m32, m64 = _model(dtype=torch.float32), _model()
+    rot, betas, transl = _pose(batch)
+    results = []
+    for m, dt in ((m32, torch.float32), (m64, torch.float64)):
+        inp = [t.to(dt).requires_grad_() for t in (betas, rot, transl)]
+        v, j = skin(inp[0], inp[1], *_arrays(m), m.parents, m.levels, inp[2])
+        w = torch.linspace(-1, 1, v.numel() + j.numel(), dtype=dt)
+        (torch.cat([v.flatten(), j.flatten()]) @ w).backward()
+        results.append([v, j] + [t.grad for t in inp])
+    for a, b in zip(*results, strict=True):
+        assert a.dtype == torch.float32
+        assert torch.allclose(a.double(), b, atol=1e-5, rtol=1e-4)
+
+
+def test_model_without_pose_correctives_and_few_betas():
+    arrays = synthetic_smpl_arrays(num_vertices=40)
+    del arrays["posedirs"]
+    m = BodyModel.from_arrays(arrays, "no correctives", dtype=torch.float64)
+    rot, betas, _ = _pose(2)
+    betas3 = betas[:, :3].clone().requires_grad_()
+    v, _ = skin(betas3, rot, *_arrays(m), m.parents, m.levels)
+    padded, _ = skin(torch.cat([betas3, torch.zeros(2, 7, dtype=torch.float64)], 1), rot, *_arrays(m), m.parents,
+                     m.levels)  # fmt: skip
+    assert torch.allclose(v, padded)
+    v.sum().backward()
+    assert betas3.grad.shape == (2, 3)
+
+
+def test_cached_constants_follow_the_model_arrays():
+    m = _model(dtype=torch.float32)
+    rot, betas, transl = (t.float() for t in _pose(2))
+    before = m(betas=betas).vertices
+    with torch.no_grad():
+        m._v_template_flat += 1.0  # in-place edits are seen (at the zero pose, a pure shift)
+    after = m(betas=betas).vertices
+    assert torch.allclose(after, before + 1.0, atol=1e-5)
+    # A copy and a dtype change get constants of their own; the first use may be under inference mode.
+    twin = copy.deepcopy(m).double()
+    with torch.inference_mode():
+        twin(betas=betas.double())
+    pose = rot.double().requires_grad_()
+    twin(global_orient=pose[:, :1], body_pose=pose[:, 1:], betas=betas.double()).vertices.sum().backward()
+    assert pose.grad is not None and torch.isfinite(pose.grad).all()
+
+
+def test_batch_sizes_agree():
+    """Batch 1 and a large batch give the rows of a mixed batch (no batch-dependent kernels leak in)."""
+    m = _model(num_vertices=6890, dtype=torch.float32)
+    rot, betas, transl = (t.float() for t in _pose(3))
+    full = skin(betas, rot, *_arrays(m), m.parents, m.levels, transl)[0]
+    for i in range(3):
+        one = skin(betas[i : i + 1], rot[i : i + 1], *_arrays(m), m.parents, m.levels, transl[i : i + 1])[0]
+        np.testing.assert_allclose(one[0].numpy(), full[i].numpy(), atol=2e-6)
