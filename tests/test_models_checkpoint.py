@@ -20,7 +20,7 @@ from hmr.models import (
     load_model,
     save_model,
 )
-from hmr.models import _resolve as resolve_weights
+from hmr.models.checkpoint import resolve_weights
 from tests.test_models import make_body_model, read_key_list
 
 # A 4D-Humans-style config for a tiny model (the decoder keys are lower case in 4D-Humans' YAML).
@@ -288,3 +288,23 @@ def test_reference_key_list_loads_into_registry_shapes(tmp_path, body_model):
     torch.save({"state_dict": state}, tmp_path / "ph.ckpt")
     loaded = load_model(tmp_path / "ph.ckpt", body_model=body_model)
     assert loaded.config.name == "hmr2_vit_s" and loaded.config.head.mlp_dim == 512
+
+
+def test_cli_list_info_convert(tmp_path, monkeypatch, capsys, body_model):
+    from hmr.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HMR_MODEL_DIR", str(tmp_path / "models"))
+    assert main(["model", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "hmr2_vit_h" in listing and "weights: not found" in listing and "no weights" in listing
+    model = tiny_model(body_model, heads=8, dim_head=4)
+    torch.save(lightning_checkpoint(model, reference_extras(["D_conv1.weight"], True)), tmp_path / "ph.ckpt")
+    assert main(["model", "info", str(tmp_path / "ph.ckpt")]) == 0
+    info = capsys.readouterr().out
+    assert "ViT 128/2/2" in info and "ignored: discriminator, initialized, smpl" in info
+    assert main(["model", "convert", str(tmp_path / "ph.ckpt"), str(tmp_path / "ph.safetensors")]) == 0
+    converted = load_model(tmp_path / "ph.safetensors", body_model=body_model)
+    assert same_outputs(model, converted, torch.randn(1, 3, 256, 256))
+    assert main(["model", "info", "hmr2_vit_l"]) == 2
+    assert "No weights are published" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -30,6 +31,9 @@ from torch import nn
 from hmr import config as config_io
 from hmr.models.config import REGISTRY, HMR2Config, ViTConfig, override_config
 
+MODEL_DIR_ENV_VAR = "HMR_MODEL_DIR"
+# Where 4D-Humans' own downloader puts its checkpoint; reused when present.
+_4DH_CACHE = Path("~/.cache/4DHumans/logs/train/multiruns/hmr2/0/checkpoints")
 IGNORED_PREFIXES = ("smpl.", "discriminator.")  # licensed SMPL buffers, training-only discriminator
 IGNORED_KEYS = ("initialized",)
 _STAND_IN = "__hmr_stand_in__"
@@ -244,21 +248,21 @@ def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> None:
 
 
 # ------------------------------------------------------------------------------- own format
-def save_checkpoint(model, path: str | os.PathLike) -> Path:
-    """Write ``model``'s network weights to ``path`` (.safetensors) and its config to the ``.yaml`` beside it
-    (both atomically). The config is also kept in the safetensors metadata."""
+def save_checkpoint(state: dict[str, torch.Tensor], cfg: HMR2Config, path: str | os.PathLike) -> Path:
+    """Write network weights to ``path`` (.safetensors) and ``cfg`` to the ``.yaml`` beside it (both
+    atomically). The config is also kept in the safetensors metadata."""
     from safetensors.torch import save_file
 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: own checkpoints are .safetensors files")
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": "hmr", "architecture": model.config.architecture,
-            "config": yaml.safe_dump(config_io.to_dict(model.config), sort_keys=False)}  # fmt: skip
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items() if not _is_ignored(k)}
+    meta = {"format": "hmr", "architecture": cfg.architecture,
+            "config": yaml.safe_dump(config_io.to_dict(cfg), sort_keys=False)}  # fmt: skip
     tmp = path.with_name(path.name + ".tmp")
     try:
         save_file(state, str(tmp), metadata=meta)
-        config_io.save_yaml(model.config, path.with_suffix(".yaml"))
+        config_io.save_yaml(cfg, path.with_suffix(".yaml"))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -288,3 +292,64 @@ def read_own_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor
     else:
         raise ValueError(f"{path}: no model config (expected {yaml_path.name} beside it)")
     return state, cfg
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], HMR2Config]:
+    """(state_dict, config) of any supported full-model checkpoint (module doc)."""
+    if path.suffix == ".safetensors":
+        return read_own_checkpoint(path)
+    state, ref_cfg = read_reference_checkpoint(path)
+    if not any(k.startswith("smpl_head.") for k in state):
+        raise ValueError(
+            f"{path}: has no smpl_head weights; backbone-only weights (ViTPose .pth) initialise training: "
+            "create_model(...) then hmr.models.load_backbone_weights(model.backbone, path)"
+        )
+    cfg = config_from_4d_humans(ref_cfg, state, str(path)) if ref_cfg else infer_config(state, str(path))
+    return state, cfg
+
+
+def check_network_state(state: dict[str, torch.Tensor], cfg: HMR2Config, source: str) -> None:
+    """Raise :class:`CheckpointMismatchError` unless ``state`` fits ``cfg`` (no body model needed)."""
+    from hmr.models.mean_params import MeanParams
+    from hmr.models.smpl_head import SMPLTransformerDecoderHead
+    from hmr.models.vit import ViT
+
+    head = cfg.head
+    zeros = MeanParams(np.zeros(6 * (head.num_body_joints + 1)), np.zeros(head.num_betas), np.zeros(3))
+    net = nn.Module()
+    with torch.device("meta"):
+        net.backbone = ViT(cfg.backbone)
+        net.smpl_head = SMPLTransformerDecoderHead(head, zeros)
+    net.config = cfg
+    load_network_state(net, state, source, assign=True)
+
+
+def resolve_weights(source: str | os.PathLike) -> Path:
+    """A checkpoint path, or the weights file of a registry name (``$HMR_MODEL_DIR``,
+    ``~/.cache/hmr/models``, and 4D-Humans' cache for ``hmr2_vit_h``) with an error naming what is missing."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path
+    name = str(source)
+    if name not in REGISTRY:
+        raise FileNotFoundError(f"{source}: no such checkpoint file and not a registered model ({', '.join(REGISTRY)})")
+    entry = REGISTRY[name]
+    candidates = weight_candidates(name)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    where = f"Get them from {entry.weights_source}" if entry.weights_source else "No weights are published for it"
+    raise FileNotFoundError(
+        f"no weights for {name}: looked for {', '.join(str(c) for c in candidates)}. {where}; put the file in "
+        f"${MODEL_DIR_ENV_VAR} (or pass its path), or build an untrained model with "
+        f"hmr.models.create_model({name!r})"
+    )
+
+
+def weight_candidates(name: str) -> list[Path]:
+    entry = REGISTRY[name]
+    dirs = [Path(d).expanduser() for d in (os.environ.get(MODEL_DIR_ENV_VAR), "~/.cache/hmr/models") if d]
+    candidates = [d / f for d in dirs for f in entry.weights]
+    if name == "hmr2_vit_h":
+        candidates.append(_4DH_CACHE.expanduser() / entry.weights[-1])
+    return candidates
