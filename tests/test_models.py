@@ -369,3 +369,25 @@ def test_train_mode_uses_drop_path(body_model):
     assert not torch.equal(a, b)  # stochastic depth is active while training (drop_path_rate 0.1)
     a.sum().backward()
     assert model.backbone.patch_embed.proj.weight.grad is not None
+
+
+def test_mixed_precision_keeps_body_model_float32(body_model):
+    model = _tiny(body_model)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, 3, 256, 256))
+    assert out.vertices.dtype == torch.float32 and torch.isfinite(out.keypoints_2d).all()
+    with torch.no_grad():
+        ref = body_model(global_orient=out.global_orient, body_pose=out.body_pose, betas=out.betas)
+    assert torch.allclose(out.vertices, ref.vertices, atol=1e-6)
+
+
+def test_default_body_model(monkeypatch):
+    import hmr.body
+
+    if not hasattr(hmr.body, "load_body_model"):
+        pytest.skip("this checkout has no default body model yet")
+    monkeypatch.delenv(hmr.body.SMPL_ENV_VAR, raising=False)
+    model = create_model("hmr2_vit_s", **small_overrides()).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 256, 256))
+    assert out.keypoints_3d.shape == (1, 44, 3) and out.body_model == model.body_model.name

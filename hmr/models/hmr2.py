@@ -89,7 +89,8 @@ class HMR2(nn.Module):
         head = self.smpl_head(feats)
         rot = head.rotmats.float()
         pred_cam = head.pred_cam.float()
-        body = self.body_model(global_orient=rot[:, :1], body_pose=rot[:, 1:], betas=head.betas.float())
+        with torch.autocast(crops.device.type, enabled=False):  # skinning stays float32 under mixed precision
+            body = self.body_model(global_orient=rot[:, :1], body_pose=rot[:, 1:], betas=head.betas.float())
         kp3d = torch.cat([body.keypoint_set(name) for name in cfg.keypoint_sets], dim=1)
         pred_cam_t = crop_cam_to_translation(pred_cam, cfg.focal_length, s)
         crop_focal = pred_cam.new_full((pred_cam.shape[0],), cfg.focal_length / s)
