@@ -1,0 +1,131 @@
+"""Video: identities across frames (Hungarian assignment), One-Euro smoothing and jitter.
+
+Tracking assigns this frame's people to existing tracks by solving a linear assignment
+(``scipy.optimize.linear_sum_assignment``) over a cost mixing box overlap and 3D joint distance; pairs that
+overlap too little and whose joints are too far apart are never matched. Unmatched people start new
+tracks; tracks unseen for ``max_age`` frames end.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from hmr.inference.detect import box_iou
+
+
+@dataclass
+class Track:
+    """A person followed over frames. box (4,) pixels and joints (J, 3) camera-frame metres (with
+    translation) at the last frame seen, or None; ``age``: frames since then."""
+
+    track_id: int
+    box: np.ndarray
+    joints: np.ndarray | None = None
+    age: int = 0
+    hits: int = 1
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
+
+
+class Tracker:
+    """Hungarian assignment over cost ``(1 - IoU) + joint_weight * mean joint distance (m)``.
+
+    A pair is admissible when IoU >= ``min_iou`` or (both have joints) the mean joint distance is at most
+    ``max_joint_dist`` metres. Boxes are predicted with a constant velocity for frames without detections.
+    """
+
+    def __init__(self, min_iou: float = 0.2, max_joint_dist: float = 0.5, joint_weight: float = 1.0, max_age: int = 10):
+        self.min_iou, self.max_joint_dist, self.joint_weight, self.max_age = (
+            min_iou,
+            max_joint_dist,
+            joint_weight,
+            max_age,
+        )
+        self.tracks: list[Track] = []
+        self._next_id = 0
+
+    def update(self, boxes: np.ndarray, joints: list[np.ndarray | None] | None = None) -> list[int]:
+        """Assign ``boxes`` (N, 4) (and optional per-person camera-frame joints) to tracks; returns the N ids."""
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        joints = list(joints) if joints is not None else [None] * len(boxes)
+        for t in self.tracks:
+            t.age += 1
+        ids = [-1] * len(boxes)
+        if self.tracks and len(boxes):
+            pred = np.stack([t.box + t.velocity for t in self.tracks])
+            iou = box_iou(boxes, pred)
+            dist = np.full(iou.shape, np.inf)
+            for i, j_new in enumerate(joints):
+                for k, t in enumerate(self.tracks):
+                    if j_new is not None and t.joints is not None and j_new.shape == t.joints.shape:
+                        dist[i, k] = float(np.linalg.norm(j_new - t.joints, axis=-1).mean())
+            ok = (iou >= self.min_iou) | (dist <= self.max_joint_dist)
+            cost = (1 - iou) + self.joint_weight * np.where(np.isfinite(dist), np.minimum(dist, 1.0), 1.0)
+            cost = np.where(ok, cost, 1e6)
+            rows, cols = linear_sum_assignment(cost)
+            for r, c in zip(rows, cols, strict=True):
+                if ok[r, c]:
+                    t = self.tracks[c]
+                    t.velocity = 0.5 * t.velocity + 0.5 * (boxes[r] - t.box) / t.age
+                    t.box, t.joints, t.age, t.hits = boxes[r], joints[r], 0, t.hits + 1
+                    ids[r] = t.track_id
+        for i in range(len(boxes)):
+            if ids[i] < 0:
+                self.tracks.append(Track(self._next_id, boxes[i], joints[i]))
+                ids[i] = self._next_id
+                self._next_id += 1
+        self.tracks = [t for t in self.tracks if t.age <= self.max_age]
+        return ids
+
+
+class OneEuroFilter:
+    """One-Euro filter (Casiez, Roussel, Vogel, CHI 2012) over arrays of any shape.
+
+    Low-pass filter whose cutoff rises with the signal's speed: ``cutoff = min_cutoff + beta * |dx/dt|``
+    (Hz), so slow motion is smoothed strongly (less jitter) and fast motion lags little. ``d_cutoff``
+    smooths the speed estimate itself.
+    """
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, d_cutoff: float = 1.0):
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self._x: np.ndarray | None = None
+        self._dx: np.ndarray | None = None
+
+    @staticmethod
+    def _alpha(cutoff, dt: float):
+        tau = 1.0 / (2 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, x: np.ndarray, dt: float) -> np.ndarray:
+        """Filter the next sample ``x`` taken ``dt`` seconds after the previous one."""
+        x = np.asarray(x, np.float64)
+        if self._x is None or self._x.shape != x.shape:
+            self._x, self._dx = x.copy(), np.zeros_like(x)
+            return x.copy()
+        dx = (x - self._x) / dt
+        a_d = self._alpha(self.d_cutoff, dt)
+        self._dx = a_d * dx + (1 - a_d) * self._dx
+        a = self._alpha(self.min_cutoff + self.beta * np.abs(self._dx), dt)
+        self._x = a * x + (1 - a) * self._x
+        return self._x.copy()
+
+
+def project_to_rotation(m: np.ndarray) -> np.ndarray:
+    """Nearest rotation matrices (..., 3, 3) to (..., 3, 3) matrices (SVD), e.g. after filtering entries."""
+    u, _, vt = np.linalg.svd(m)
+    d = np.sign(np.linalg.det(u @ vt))
+    u[..., :, -1] *= d[..., None]
+    return u @ vt
+
+
+def jitter(joints: np.ndarray) -> float:
+    """Mean 3D joint acceleration ``|x[t+1] - 2 x[t] + x[t-1]|`` over frames and joints, in the input's
+    units per frame² (joints (T, J, 3); NaN when T < 3)."""
+    joints = np.asarray(joints, np.float64)
+    if len(joints) < 3:
+        return float("nan")
+    acc = joints[2:] - 2 * joints[1:-1] + joints[:-2]
+    return float(np.linalg.norm(acc, axis=-1).mean())

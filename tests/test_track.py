@@ -1,0 +1,73 @@
+"""Tracking (Hungarian assignment), One-Euro smoothing, jitter."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hmr.inference.track import OneEuroFilter, Tracker, jitter, project_to_rotation
+
+
+def test_tracker_keeps_ids_when_people_cross_and_order_changes():
+    tr = Tracker()
+    ids_a, ids_b = [], []
+    for t in range(12):
+        a = np.array([10 + 8 * t, 50, 50 + 8 * t, 150], np.float32)  # walks right
+        b = np.array([200 - 8 * t, 55, 240 - 8 * t, 155], np.float32)  # walks left, passes a
+        boxes = np.stack([a, b]) if t % 2 else np.stack([b, a])  # detector order changes every frame
+        ids = tr.update(boxes)
+        ia, ib = (ids[0], ids[1]) if t % 2 else (ids[1], ids[0])
+        ids_a.append(ia)
+        ids_b.append(ib)
+    assert len(set(ids_a)) == 1 and len(set(ids_b)) == 1 and ids_a[0] != ids_b[0]
+
+
+def test_tracker_uses_3d_joints_when_boxes_overlap():
+    """Two people standing in the same box region: the 3D joints tell them apart."""
+    rng = np.random.default_rng(0)
+    pose_a, pose_b = rng.normal(size=(33, 3)), rng.normal(size=(33, 3))
+    box = np.array([[0, 0, 100, 200], [5, 0, 105, 200]], np.float32)
+    tr = Tracker()
+    first = tr.update(box, [pose_a, pose_b])
+    swapped = tr.update(box, [pose_b + 0.01, pose_a + 0.01])
+    assert swapped == [first[1], first[0]]
+
+
+def test_tracker_new_and_expired_tracks():
+    tr = Tracker(max_age=2)
+    (i0,) = tr.update(np.array([[0, 0, 10, 20]]))
+    (i1,) = tr.update(np.array([[300, 0, 310, 20]]))  # far away: a new person
+    assert i1 != i0
+    for _ in range(3):
+        tr.update(np.zeros((0, 4)))
+    assert tr.tracks == []
+
+
+def test_one_euro_reduces_jitter_and_follows_steps():
+    rng = np.random.default_rng(1)
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    noisy = 1.0 + 0.05 * rng.normal(size=(200, 3))
+    out = np.stack([f(x, 1 / 30) for x in noisy])
+    assert out[50:].std() < 0.4 * noisy[50:].std()
+    f2 = OneEuroFilter(min_cutoff=1.0, beta=5.0)
+    step = np.stack([f2(np.array([0.0 if t < 10 else 1.0]), 1 / 30) for t in range(60)])
+    assert abs(step[-1, 0] - 1.0) < 0.01  # converges to the new value
+    assert step[10, 0] > 0.0  # follows immediately, with lag
+
+
+def test_jitter_is_mean_acceleration():
+    t = np.arange(10, dtype=np.float64)
+    constant_velocity = np.stack([t, 2 * t, -t], -1)[:, None, :]
+    assert jitter(constant_velocity) == 0.0
+    accelerating = np.stack([t**2, 0 * t, 0 * t], -1)[:, None, :]
+    assert np.isclose(jitter(accelerating), 2.0)
+    assert np.isnan(jitter(accelerating[:2]))
+
+
+def test_project_to_rotation():
+    rng = np.random.default_rng(2)
+    m = rng.normal(size=(5, 3, 3))
+    r = project_to_rotation(m)
+    np.testing.assert_allclose(r @ np.swapaxes(r, -1, -2), np.broadcast_to(np.eye(3), (5, 3, 3)), atol=1e-10)
+    np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-10)
+    q = project_to_rotation(r + 1e-3 * rng.normal(size=r.shape))
+    assert np.abs(q - r).max() < 5e-3
