@@ -17,6 +17,7 @@ as configuration, everything else they hold (e.g. Lightning callback state) is i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections import OrderedDict
@@ -166,16 +167,19 @@ def infer_config(state: dict[str, torch.Tensor], source: str) -> HMR2Config:
         qkv_bias="backbone.blocks.0.attn.qkv.bias" in state,
         drop_path_rate=base.backbone.drop_path_rate if base else 0.0,
     )
-    head_base = (base or REGISTRY["hmr2_vit_h"].config).head
-    dim_head = to_q.shape[0] // head_base.heads if to_q.shape[0] % head_base.heads == 0 else to_q.shape[0]
+    inner = to_q.shape[0]
+    heads = (base or REGISTRY["hmr2_vit_h"].config).head.heads
+    if inner % heads:
+        heads = 1
     head = {
         "dim": to_q.shape[1], "depth": _count(state, r"smpl_head\.transformer\.transformer\.layers\.(\d+)\.0\.norm\.weight"),
-        "heads": head_base.heads if dim_head != to_q.shape[0] else 1, "dim_head": dim_head,
-        "mlp_dim": net0.shape[0], "context_dim": to_kv.shape[1], "num_betas": decshape.shape[0],
-        "num_body_joints": decpose.shape[0] // 6 - 1,
+        "heads": heads, "dim_head": inner // heads, "mlp_dim": net0.shape[0], "context_dim": to_kv.shape[1],
+        "num_betas": decshape.shape[0], "num_body_joints": decpose.shape[0] // 6 - 1,
     }  # fmt: skip
-    name = base.name if base else "hmr2_custom"
-    return override_config(HMR2Config(name=name), backbone=backbone, head=head)
+    cfg = override_config(HMR2Config(name="hmr2_custom"), backbone=backbone, head=head)
+    if base is not None and dataclasses.replace(cfg, name=base.name) == base:
+        cfg.name = base.name
+    return cfg
 
 
 def config_from_4d_humans(cfg: dict, state: dict[str, torch.Tensor], source: str) -> HMR2Config:
