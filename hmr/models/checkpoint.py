@@ -84,7 +84,7 @@ def torch_load(path: str | os.PathLike) -> Any:
         stand_ins = [(_dict_stand_in(n) if n in _DICT_LIKE else _opaque_stand_in(n), n) for n in unsafe]
         with torch.serialization.safe_globals(stand_ins):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
-    except Exception as err:  # noqa: BLE001 - any failure is a bad file for the user
+    except Exception as err:  # any failure means a file we cannot use
         raise ValueError(f"{path}: cannot read this checkpoint safely ({type(err).__name__}: {err})") from None
 
 
@@ -286,7 +286,7 @@ def read_own_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
         state = load_file(str(path))
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:  # any failure means a file we cannot use
         raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
     yaml_path = path.with_suffix(".yaml")
     if yaml_path.is_file():
