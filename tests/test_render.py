@@ -325,3 +325,24 @@ def test_vertex_normals_are_outward_and_unit():
     n = vertex_normals(s.vertices.astype(np.float32), s.faces)
     np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(n, s.vertices, atol=0.03)  # area weighting on an icosphere
+
+
+def test_closed_surfaces_cull_back_faces_whatever_their_winding(renderer, cam):
+    from hmr.render.renderer import _ClosedSurfaces
+
+    v, f = box([0.1, 0.0, 2.0], [0.5, 0.4, 0.3], rot([0.3, 0.6, 0.1]))
+    closed = _ClosedSurfaces()
+    assert closed(f) and closed(f[:, ::-1].copy())
+    assert not closed(f[1:])  # a hole
+    flipped = f.copy()
+    flipped[0] = flipped[0, ::-1]
+    assert not closed(flipped)  # inconsistent winding
+    assert not closed(np.array([[0, 1, 2], [0, 2, 3]]))
+    outward = renderer.render(v, f, cam)
+    inward = renderer.render(v, f[:, ::-1], cam)
+    np.testing.assert_array_equal(inward.mask, outward.mask)
+    np.testing.assert_allclose(inward.depth, outward.depth, rtol=1e-6)  # same up to interpolation order
+    assert np.abs(inward.image.astype(int) - outward.image).max() <= 1
+    open_box = renderer.render(v, flipped, cam)  # no culling: the same nearest surfaces
+    np.testing.assert_array_equal(open_box.mask, outward.mask)
+    np.testing.assert_allclose(open_box.depth, outward.depth, rtol=1e-6)

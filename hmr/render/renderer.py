@@ -114,13 +114,15 @@ class RenderOutput:
 @dataclass
 class _Mesh:
     """One mesh ready for the GPU: (N, 3) positions and normals, (N, 3) colours or (N, 2) UVs, (M, 3)
-    triangle indices (None: consecutive triples), optional (h, w, 3) uint8 texture."""
+    triangle indices (None: consecutive triples), optional (h, w, 3) uint8 texture. Closed surfaces get
+    back-face culling, which saves about a third of llvmpipe's time for a body."""
 
     pos: np.ndarray
     normal: np.ndarray
     attr: np.ndarray
     index: np.ndarray | None
     texture: np.ndarray | None = None
+    front_face: str | None = None  # GL winding ("cw"/"ccw") of the faces turned to the camera; None: no culling
 
 
 class Renderer:
@@ -138,6 +140,7 @@ class Renderer:
             raise ValueError(f"Renderer image size must be positive, got {width}x{height}")
         self.width, self.height = int(width), int(height)
         self._thread = threading.get_ident()
+        self._closed = _ClosedSurfaces()
         self._ctx = ctx = gl_context(device_index)
         with ctx:
             self.samples = min(max(int(samples), 1), ctx.max_samples) if samples > 1 else 1
@@ -160,6 +163,13 @@ class Renderer:
                     ctx.depth_renderbuffer(size, samples=self.samples),
                 )
                 self._resolve_fbo = ctx.framebuffer([ctx.renderbuffer(size, 4)])
+
+    @property
+    def device_name(self) -> str:
+        """The OpenGL renderer and version, e.g. 'llvmpipe (LLVM 15.0.6, 256 bits), OpenGL 4.5 ... Mesa 22.3.6'."""
+        with self._ctx:
+            info = self._ctx.info
+        return f"{info['GL_RENDERER']}, OpenGL {info['GL_VERSION']}"
 
     def __enter__(self) -> Renderer:
         return self
@@ -201,7 +211,7 @@ class Renderer:
             raise ValueError(f"opacity must be in [0, 1], got {opacity}")
         fx, fy, cx, cy = self._intrinsics(camera)
         verts, faces = _as_meshes(vertices, faces)
-        meshes = _prepare(verts, faces, colors, textures, uvs)
+        meshes = _prepare(verts, faces, colors, textures, uvs, self._closed)
         canvas = self._background(background)
         box = _screen_box(verts, (fx, fy, cx, cy), self.width, self.height)
         mask = depth = None
@@ -314,6 +324,11 @@ class Renderer:
         for i, mesh in enumerate(meshes):
             if len(mesh.pos) == 0 or (mesh.index is not None and len(mesh.index) == 0):
                 continue
+            if mesh.front_face is None:
+                ctx.disable(moderngl.CULL_FACE)
+            else:
+                ctx.front_face = mesh.front_face
+                ctx.enable(moderngl.CULL_FACE)
             textured = mesh.texture is not None
             prog = self._programs[textured]
             prog["u_proj"].write(proj.T.astype(np.float32).tobytes())
@@ -413,16 +428,23 @@ def _mesh_colors(colors, verts: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def _prepare(verts, faces, colors, textures, uvs) -> list[_Mesh]:
+def _prepare(verts, faces, colors, textures, uvs, closed: _ClosedSurfaces) -> list[_Mesh]:
     n = len(verts)
     cols = _mesh_colors(colors, verts)
     texs, uvl = _per_mesh(textures, n, "textures"), _per_mesh(uvs, n, "uvs")
     meshes = []
     for i, (v, f, c, tex, uv) in enumerate(zip(verts, faces, cols, texs, uvl, strict=True)):
-        normal = vertex_normals(v, f)
+        fn = _face_normals(v, f)
+        normal = _accumulate_normals(fn, f, len(v))
+        front = None
+        if closed(f):
+            # Outward winding (positive volume) is counter-clockwise seen from outside; as image rows map to
+            # window rows unflipped (see _projection), GL sees those triangles clockwise.
+            outward = np.einsum("ij,ij->", v[f[:, 0]].astype(np.float64), fn) > 0
+            front = "cw" if outward else "ccw"
         if tex is None:
             attr = np.ascontiguousarray(np.broadcast_to(c, v.shape), np.float32)
-            meshes.append(_Mesh(v, normal, attr, f))
+            meshes.append(_Mesh(v, normal, attr, f, front_face=front))
             continue
         tex = _to_numpy(tex)
         if tex.ndim != 3 or tex.shape[2] != 3 or tex.dtype != np.uint8:
@@ -431,11 +453,11 @@ def _prepare(verts, faces, colors, textures, uvs) -> list[_Mesh]:
             raise ValueError(f"mesh {i} has a texture but no uvs; pass uvs=(V, 2) or (F, 3, 2)")
         uv = _to_numpy(uv).astype(np.float32)
         if uv.shape == (len(v), 2):
-            meshes.append(_Mesh(v, normal, np.ascontiguousarray(uv), f, tex))
+            meshes.append(_Mesh(v, normal, np.ascontiguousarray(uv), f, tex, front))
         elif uv.shape == (len(f), 3, 2):
             # Per-corner UVs (texture seams): draw unindexed corners.
             meshes.append(_Mesh(np.ascontiguousarray(v[f].reshape(-1, 3)), np.ascontiguousarray(normal[f].reshape(-1, 3)),
-                                np.ascontiguousarray(uv.reshape(-1, 2)), None, tex))  # fmt: skip
+                                np.ascontiguousarray(uv.reshape(-1, 2)), None, tex, front))  # fmt: skip
         else:
             raise ValueError(f"uvs for mesh {i} must be ({len(v)}, 2) or ({len(f)}, 3, 2), got {uv.shape}")
     return meshes
@@ -443,18 +465,49 @@ def _prepare(verts, faces, colors, textures, uvs) -> list[_Mesh]:
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(V, 3) unit vertex normals, the area-weighted mean of the adjacent face normals (float32)."""
-    v = vertices.astype(np.float32, copy=False)
-    if len(faces) == 0:
-        return np.zeros_like(v)
+    v = np.asarray(vertices, np.float32)
+    return _accumulate_normals(_face_normals(v, faces), faces, len(v))
+
+
+def _face_normals(v: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F, 3) face normals scaled by twice the face area (right-handed winding)."""
     a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
     e1, e2 = b - a, c - a
-    fn = np.stack([e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1],
-                   e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2],
-                   e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]], axis=1)  # fmt: skip
+    return np.stack([e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1],
+                     e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2],
+                     e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]], axis=1)  # fmt: skip
+
+
+def _accumulate_normals(face_normals: np.ndarray, faces: np.ndarray, num_vertices: int) -> np.ndarray:
     idx = faces.ravel()
-    n = np.stack([np.bincount(idx, np.repeat(fn[:, k], 3), len(v)) for k in range(3)], axis=1)
+    n = np.zeros((num_vertices, 3))
+    for k in range(3):
+        n[:, k] = np.bincount(idx, np.repeat(face_normals[:, k], 3), num_vertices)
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
     return n.astype(np.float32)
+
+
+class _ClosedSurfaces:
+    """Remembers which face arrays are closed, consistently oriented surfaces (each edge used once in each
+    direction), whose back faces can never be seen. Checking costs a few ms, so the answer is kept for
+    the last few face arrays (looked up by content: a video reuses one topology)."""
+
+    def __init__(self, size: int = 8):
+        self._size, self._entries = size, []
+
+    def __call__(self, faces: np.ndarray) -> bool:
+        for cached, closed in self._entries:
+            if cached.shape == faces.shape and np.array_equal(cached, faces):
+                return closed
+        closed = False
+        if len(faces):
+            f = faces.astype(np.int64)
+            nxt = np.roll(f, -1, axis=1)
+            base = int(f.max()) + 1
+            edges, reverse = np.sort((f * base + nxt).ravel()), np.sort((nxt * base + f).ravel())
+            closed = bool((np.diff(edges) > 0).all() and np.array_equal(edges, reverse))
+        self._entries = [(faces.copy(), closed), *self._entries[: self._size - 1]]
+        return closed
 
 
 def _depth_range(verts: list[np.ndarray]) -> tuple[float, float]:
