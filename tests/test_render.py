@@ -243,6 +243,8 @@ def test_bad_input_messages(renderer, cam):
         renderer.render(v, f, cam, colors=np.ones((5, 3)))
     with pytest.raises(ValueError, match="no uvs"):
         renderer.render(v, f, cam, textures=np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="mesh 1: vertices contain NaN"):
+        renderer.render([v, v * np.nan], f, cam)
     with pytest.raises(ValueError, match="opacity"):
         renderer.render(v, f, cam, opacity=2)
 

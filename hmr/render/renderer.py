@@ -128,7 +128,8 @@ class _Mesh:
 class Renderer:
     """Renders triangle meshes at a fixed image size; reuse one instance across the frames of a video.
 
-    ``samples``: MSAA samples per pixel for the colour image (1 disables antialiasing). ``device_index``:
+    ``samples``: MSAA samples per pixel for the colour image (1 disables antialiasing; capped at what the
+    device supports, 4 on llvmpipe; the value used is ``self.samples``). ``device_index``:
     the EGL device (None: the default, i.e. llvmpipe on a machine without GPU). A Renderer may only be
     used from the thread that created it (the OpenGL context is current there); create one per thread,
     and in worker processes create it after the fork. Release its GPU objects with ``close()`` or
@@ -143,7 +144,7 @@ class Renderer:
         self._closed = _ClosedSurfaces()
         self._ctx = ctx = gl_context(device_index)
         with ctx:
-            self.samples = min(max(int(samples), 1), ctx.max_samples) if samples > 1 else 1
+            self.samples = max(1, min(int(samples), ctx.max_samples))
             size = (self.width, self.height)
             self._programs = {
                 textured: ctx.program(
@@ -384,6 +385,8 @@ def _as_meshes(vertices, faces) -> tuple[list[np.ndarray], list[np.ndarray]]:
     for i, (v, f) in enumerate(zip(verts, fcs, strict=True)):
         if v.ndim != 2 or v.shape[1] != 3:
             raise ValueError(f"mesh {i}: vertices must be (V, 3), got shape {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"mesh {i}: vertices contain NaN or infinite values; drop that mesh before rendering")
         if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
             raise ValueError(f"mesh {i}: faces must be an integer (F, 3) array, got {f.dtype} {f.shape}")
         if f.size and (f.min() < 0 or f.max() >= len(v)):
