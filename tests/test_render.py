@@ -22,24 +22,23 @@ def cam() -> Camera:
     return Camera(torch.tensor([[150.0, 140.0]]), torch.tensor([[83.0, 57.0]]), torch.tensor([[W, H]]))
 
 
-@pytest.fixture(scope="module")
-def renderer():
+def _renderer(samples: int):
     try:
-        r = Renderer(W, H, samples=1)
+        r = Renderer(W, H, samples=samples)
     except RenderUnavailableError as e:
         pytest.skip(f"no OpenGL context: {e}")
     yield r
     r.close()
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    yield from _renderer(1)
 
 
 @pytest.fixture(scope="module")
 def renderer_aa():
-    try:
-        r = Renderer(W, H, samples=4)
-    except RenderUnavailableError as e:
-        pytest.skip(f"no OpenGL context: {e}")
-    yield r
-    r.close()
+    yield from _renderer(4)
 
 
 def box(center, size, rotation=None) -> tuple[np.ndarray, np.ndarray]:
