@@ -1,3 +1,10 @@
 """hmr: 3D human mesh recovery toolkit."""
 
 __version__ = "0.1.0"
+
+
+def predict(image_or_path, **kwargs):
+    """People and 3D meshes in one image (array or file): ``hmr.inference.api.predict``, the CLI's ``hmr demo``."""
+    from hmr.inference.api import predict as _predict
+
+    return _predict(image_or_path, **kwargs)

@@ -16,6 +16,7 @@ from hmr import __version__
 # name -> module providing add_parser(subparsers) and run(args)
 _COMMANDS = {
     "body": "hmr.body.cli",
+    "demo": "hmr.inference.demo",
     "model": "hmr.models.cli",
 }
 

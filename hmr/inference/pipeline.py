@@ -1,0 +1,203 @@
+"""The image pipeline behind ``hmr demo`` and ``hmr.predict``.
+
+Default (no network weights): detect people -> BlazePose landmarks per box -> fit the body model (the free
+default one, or SMPL when given) to the 2D landmarks and their 3D world landmarks, seen by the full-image
+camera. With a checkpoint: detect -> crop -> HMR 2.0 network -> optional refinement by fitting.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hmr.geometry import Camera
+from hmr.inference.detect import Detections, PersonDetector
+from hmr.inference.keypoints import PoseEstimator, PoseKeypoints
+from hmr.inference.people import observe_people
+from hmr.outputs import MeshOutput
+
+KEYPOINT_FORMAT = "blazepose33"
+
+
+@dataclass
+class PersonResult:
+    """One person: box (4,) x1,y1,x2,y2 pixels, detection score and source, BlazePose landmarks (None when
+    the landmark model saw no body), the mesh (a batch-1 :class:`MeshOutput`, CPU; None when nothing could
+    be estimated) and, in video, the track id."""
+
+    box: np.ndarray
+    score: float
+    detection: str
+    keypoints: PoseKeypoints | None
+    mesh: MeshOutput | None
+    track_id: int | None = None
+
+    @property
+    def status(self) -> str:
+        """``"mesh"`` or ``"box_only"`` (no landmarks and no network: only the box is known)."""
+        return "mesh" if self.mesh is not None else "box_only"
+
+
+@dataclass
+class FrameResult:
+    """All people in one image. camera: the full-image camera (batch 1) meshes are expressed in;
+    method: ``"fit"``, ``"network"`` or ``"network+refine"``; body_model: the model's name."""
+
+    image_size: tuple[int, int]
+    camera: Camera
+    method: str
+    body_model: str
+    people: list[PersonResult] = field(default_factory=list)
+
+
+def default_focal(width: int, height: int) -> float:
+    """Focal length (pixels) assumed when the camera is unknown: the image diagonal, i.e. a ~53 degree
+    diagonal field of view like a typical phone or webcam (CLIFF's choice). HMR 2.0's 5000/256 * max(W, H)
+    (~6 degrees) makes fitted people tens of metres away and their depth ill-conditioned (docs/outputs.md)."""
+    return float(np.hypot(width, height))
+
+
+def make_camera(width: int, height: int, focal: float | None = None, intrinsics=None) -> Camera:
+    """Full-image camera: ``intrinsics`` (fx, fy, cx, cy) pixels, or ``focal`` (default :func:`default_focal`)
+    with the principal point at the image centre."""
+    if intrinsics is not None:
+        fx, fy, cx, cy = (float(v) for v in intrinsics)
+        if min(fx, fy) <= 0:
+            raise ValueError(f"intrinsics need positive focal lengths, got fx={fx}, fy={fy}")
+        return Camera(torch.tensor([[fx, fy]]), torch.tensor([[cx, cy]]), torch.tensor([[float(width), float(height)]]))
+    if focal is not None and focal <= 0:
+        raise ValueError(f"focal length must be positive (pixels), got {focal}")
+    return Camera.full_image(width, height, default_focal(width, height) if focal is None else focal)
+
+
+def resolve_body_model(smpl: str | os.PathLike | None = None):
+    """The user's SMPL file (``smpl`` or ``$HMR_SMPL_PATH``) when given, else the bundled default body model."""
+    from hmr.body import load_body_model
+
+    return load_body_model(smpl)
+
+
+class Pipeline:
+    """Reusable image-to-meshes pipeline (models load once).
+
+    body_model: a :class:`hmr.body.BodyModel` (default: ``smpl`` file, else the bundled default model).
+    checkpoint: HMR 2.0 weights or registry name for ``hmr.models.load_model`` (None: keypoint fitting).
+    refine: with a checkpoint, refine the network's output by fitting to the landmarks.
+    tiles: tiled detection (finds small people, ~5x slower; on for images, off for video).
+    focal / intrinsics: camera (see :func:`make_camera`). fit_config: :class:`hmr.fitting.FitConfig`.
+    """
+
+    def __init__(self, body_model=None, smpl=None, checkpoint=None, refine: bool = False, device: str = "cpu",
+                 focal: float | None = None, intrinsics=None, tiles: bool = True, threshold: float | None = None,
+                 fit_config=None):  # fmt: skip
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use cpu")
+        if device == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError("--device mps: Apple's MPS backend is not available here; use cpu")
+        if refine and checkpoint is None:
+            raise ValueError("refine needs a network checkpoint (--checkpoint); without one the pipeline already fits")
+        self.device = device
+        self.body_model = (body_model if body_model is not None else resolve_body_model(smpl)).to(device)
+        self.network = None
+        if checkpoint is not None:
+            from hmr.models import load_model
+
+            self.network = load_model(checkpoint, body_model=self.body_model, device=device)
+        self.refine = refine
+        self.focal, self.intrinsics = focal, intrinsics
+        self.fit_config = fit_config
+        self.detector = PersonDetector(threshold=threshold, tiles=tiles, device=device)
+        self.pose = PoseEstimator()
+
+    @property
+    def method(self) -> str:
+        if self.network is None:
+            return "fit"
+        return "network+refine" if self.refine else "network"
+
+    def camera(self, width: int, height: int) -> Camera:
+        return make_camera(width, height, self.focal, self.intrinsics)
+
+    def __call__(self, image: np.ndarray, boxes: Detections | None = None, init: list[MeshOutput | None] | None = None,
+                 observations=None) -> FrameResult:  # fmt: skip
+        """People and meshes in one RGB uint8 image.
+
+        boxes: skip detection and use these. init: per observed person a previous mesh to start fitting from
+        (video warm start) or None. observations: already computed :func:`observe_people` output.
+        """
+        h, w = image.shape[:2]
+        camera = self.camera(w, h)
+        obs = observations if observations is not None else observe_people(image, self.detector, self.pose, boxes)
+        meshes: list[MeshOutput | None] = [None] * len(obs)
+        if self.network is not None and obs:
+            net = self._run_network(image, np.stack([p.box for p in obs]), camera)
+            meshes = [net[i] for i in range(len(obs))]
+            if self.refine:
+                meshes = self._fit(obs, camera, meshes)
+        elif obs:
+            meshes = self._fit(obs, camera, init or [None] * len(obs))
+        people = [
+            PersonResult(p.box, p.score, p.source, p.keypoints, m.detach().to("cpu") if m is not None else None)
+            for p, m in zip(obs, meshes, strict=True)
+        ]
+        return FrameResult((w, h), camera, self.method, self.body_model.name, people)
+
+    def _run_network(self, image: np.ndarray, boxes: np.ndarray, camera: Camera) -> MeshOutput:
+        from hmr.inference.crop import person_crops
+
+        size = self.network.config.image_size
+        pix, centres, sides = person_crops(image, boxes, size)
+        n = len(boxes)
+        with torch.no_grad():
+            return self.network(
+                self.network.normalize(pix.to(self.device)),
+                box_center=torch.from_numpy(centres),
+                box_size=torch.from_numpy(sides),
+                image_size=camera.image_size.expand(n, 2),
+                focal_length=camera.focal_length[:, 0].expand(n),
+            )
+
+    def _fit(self, obs, camera: Camera, init: list[MeshOutput | None]) -> list[MeshOutput | None]:
+        """Fit everyone with landmarks; people with a starting mesh and people without are fitted in two
+        batches (``fit`` takes one ``init`` for the whole batch). Others keep their ``init`` (or None)."""
+        from hmr.fitting import fit
+
+        out = list(init)
+        with_kp = [i for i, p in enumerate(obs) if p.keypoints is not None]
+        for group in ([i for i in with_kp if init[i] is not None], [i for i in with_kp if init[i] is None]):
+            if not group:
+                continue
+            kps = [obs[i].keypoints for i in group]
+            start = _cat([init[i] for i in group]) if init[group[0]] is not None else None
+            res = fit(
+                np.stack([k.keypoints_2d for k in kps]),
+                np.stack([k.confidence for k in kps]),
+                self.body_model,
+                camera.to(self.device),
+                init=start.to(self.device) if start is not None else None,
+                keypoints_3d=np.stack([k.keypoints_3d for k in kps]),
+                keypoint_format=KEYPOINT_FORMAT,
+                config=self.fit_config,
+                device=self.device,
+            )
+            for j, i in enumerate(group):
+                out[i] = res[j]
+        return out
+
+
+def _cat(meshes: list[MeshOutput]) -> MeshOutput:
+    """Concatenate batch-1 MeshOutputs along the batch (tensor fields present in all of them)."""
+    import dataclasses
+
+    first = meshes[0]
+    fields = {}
+    for f in dataclasses.fields(first):
+        vals = [getattr(m, f.name) for m in meshes]
+        if isinstance(vals[0], torch.Tensor) and all(isinstance(v, torch.Tensor) for v in vals):
+            fields[f.name] = torch.cat(vals)
+        elif isinstance(vals[0], torch.Tensor):
+            fields[f.name] = None
+    return dataclasses.replace(first, **fields)

@@ -1,0 +1,211 @@
+"""A video through the pipeline: tracking, warm-started fitting, One-Euro smoothing, per-track records."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hmr.geometry import matrix_to_axis_angle
+from hmr.inference.detect import Detections
+from hmr.inference.people import observe_people
+from hmr.inference.pipeline import FrameResult, Pipeline
+from hmr.inference.results import frame_record
+from hmr.inference.track import OneEuroFilter, Tracker, jitter, project_to_rotation
+
+# One-Euro settings for the body parameters (rotation-matrix entries, betas, translation in metres).
+SMOOTHING = {"min_cutoff": 1.0, "beta": 0.3, "d_cutoff": 1.0}
+
+
+def box_from_landmarks(kp, margin: float = 0.1) -> np.ndarray:
+    """Box around a person's landmarks that are likely in the image, grown by ``margin`` of its size."""
+    pts = kp.keypoints_2d[kp.presence > 0.5] if (kp.presence > 0.5).sum() >= 4 else kp.keypoints_2d
+    lo, hi = pts.min(0), pts.max(0)
+    pad = (hi - lo) * margin
+    return np.concatenate([lo - pad, hi + pad]).astype(np.float32)
+
+
+class VideoSession:
+    """State of one video: tracker, per-track last mesh / landmarks / filter, and the per-frame records.
+
+    Detection runs every ``detect_every`` frames (and whenever nobody is tracked); in between, each track's
+    box comes from its previous landmarks, as BlazePose tracks.
+    """
+
+    def __init__(self, pipeline: Pipeline, fps: float, detect_every: int = 1):
+        self.pipeline = pipeline
+        self.dt = 1.0 / fps if fps > 0 else 1.0 / 30
+        self.fps = fps
+        self.detect_every = detect_every
+        self.tracker = Tracker()
+        self._mesh: dict[int, object] = {}
+        self._kp: dict[int, object] = {}
+        self._filters: dict[int, OneEuroFilter] = {}
+        self.rows: list[dict] = []
+        self.frames = 0
+        self.last: FrameResult | None = None
+
+    def step(self, image: np.ndarray) -> tuple[FrameResult, dict[int, np.ndarray]]:
+        """Process one RGB frame; returns the frame's result (people carry track ids) and the smoothed
+        vertices (camera frame, with translation) per track id."""
+        p = self.pipeline
+        live = [t for t in self.tracker.tracks if t.age == 0 and t.track_id in self._kp]
+        if self.frames % self.detect_every == 0 or not live:
+            obs = observe_people(image, p.detector, p.pose)
+        else:
+            boxes = np.stack([box_from_landmarks(self._kp[t.track_id]) for t in live])
+            det = Detections(boxes, np.ones(len(live), np.float32), "track")
+            obs = observe_people(image, None, p.pose, det)
+        ids = self.tracker.update(
+            np.array([o.box for o in obs], np.float32).reshape(-1, 4),
+            [o.keypoints.keypoints_3d if o.keypoints is not None else None for o in obs],
+        )
+        frame = p(image, init=[self._mesh.get(t) for t in ids], observations=obs)
+        smoothed = {}
+        for person, tid in zip(frame.people, ids, strict=True):
+            person.track_id = tid
+            if person.keypoints is not None:
+                self._kp[tid] = person.keypoints
+            row = {"frame": self.frames, "track_id": tid, "box": person.box, "score": person.score,
+                   "keypoints_2d": person.keypoints, "raw": None, "smoothed": None}  # fmt: skip
+            if person.mesh is not None:
+                self._mesh[tid] = person.mesh
+                raw = self._params(
+                    person.mesh.global_orient, person.mesh.body_pose, person.mesh.betas, person.mesh.cam_t_full
+                )
+                row["raw"] = raw
+                row["smoothed"] = self._smooth(tid, raw)
+                smoothed[tid] = row["smoothed"]["vertices"]
+            self.rows.append(row)
+        live_ids = {t.track_id for t in self.tracker.tracks}
+        for store in (self._mesh, self._kp, self._filters):
+            for tid in [k for k in store if k not in live_ids]:
+                del store[tid]
+        self.frames += 1
+        self.last = frame
+        return frame, smoothed
+
+    def _params(self, go, bp, betas, cam_t) -> dict:
+        bm = self.pipeline.body_model
+        dev = bm.v_template.device
+        with torch.no_grad():
+            out = bm(global_orient=go.to(dev), body_pose=bp.to(dev), betas=betas.to(dev))
+        t = cam_t[0].cpu()
+        rot = torch.cat([go, bp], 1)[0].cpu()
+        return {
+            "rotmats": rot.numpy(),
+            "axis_angle": matrix_to_axis_angle(rot).numpy(),
+            "betas": betas[0].cpu().numpy(),
+            "cam_t": t.numpy(),
+            "joints": (out.joints[0].cpu() + t).numpy(),
+            "vertices": (out.vertices[0].cpu() + t).numpy(),
+        }
+
+    def _smooth(self, tid: int, raw: dict) -> dict:
+        f = self._filters.setdefault(tid, OneEuroFilter(**SMOOTHING))
+        nr, nb = raw["rotmats"].size, raw["betas"].size
+        vec = f(np.concatenate([raw["rotmats"].ravel(), raw["betas"], raw["cam_t"]]), self.dt)
+        rot = project_to_rotation(vec[:nr].reshape(raw["rotmats"].shape)).astype(np.float32)
+        r = torch.from_numpy(rot)
+        return self._params(r[None, :1], r[None, 1:], torch.from_numpy(vec[nr : nr + nb].astype(np.float32))[None],
+                            torch.from_numpy(vec[nr + nb :].astype(np.float32))[None])  # fmt: skip
+
+    def jitter_mm(self) -> dict:
+        """Mean 3D joint acceleration (mm/frame²) of raw and smoothed joints, over runs of consecutive frames
+        of every track (frames weighted equally)."""
+        out = {}
+        for kind in ("raw", "smoothed"):
+            accs = []
+            for tid in sorted({r["track_id"] for r in self.rows}):
+                rows = [r for r in self.rows if r["track_id"] == tid and r[kind] is not None]
+                run: list[np.ndarray] = []
+                for k, r in enumerate(rows):
+                    if k and r["frame"] != rows[k - 1]["frame"] + 1:
+                        accs += _accelerations(run)
+                        run = []
+                    run.append(r[kind]["joints"])
+                accs += _accelerations(run)
+            out[kind] = round(1000 * float(np.mean(accs)), 3) if accs else None
+        return out
+
+    def records(self, source: str, faces: np.ndarray) -> tuple[dict, dict[str, np.ndarray]]:
+        """JSON record (people = tracks) and npz arrays (one row per frame and track) of the whole video."""
+        frame = self.last
+        rec = frame_record(source, "video", frame, self.pipeline.body_model, [], {})
+        rec.update({"fps": self.fps, "num_frames": self.frames, "detect_every": self.detect_every,
+                    "smoothing": {"filter": "one-euro", **SMOOTHING}, "jitter_mm_per_frame2": self.jitter_mm()})  # fmt: skip
+        tracks: dict[int, list[dict]] = {}
+        for r in self.rows:
+            tracks.setdefault(r["track_id"], []).append(r)
+        for tid, rows in sorted(tracks.items()):
+            rec["people"].append({
+                "track_id": tid,
+                "first_frame": rows[0]["frame"],
+                "last_frame": rows[-1]["frame"],
+                "frames": [_frame_entry(r) for r in rows],
+            })  # fmt: skip
+        return rec, _arrays(self.rows, faces, frame)
+
+
+def _accelerations(run: list[np.ndarray]) -> list[float]:
+    if len(run) < 3:
+        return []
+    return [jitter(np.stack(run))] * (len(run) - 2)
+
+
+def _frame_entry(r: dict) -> dict:
+    kp = r["keypoints_2d"]
+
+    def params(p):
+        if p is None:
+            return None
+        return {
+            "global_orient_axis_angle": np.round(p["axis_angle"][0], 5).tolist(),
+            "body_pose_axis_angle": np.round(p["axis_angle"][1:], 5).tolist(),
+            "betas": np.round(p["betas"], 5).tolist(),
+            "cam_t": np.round(p["cam_t"], 5).tolist(),
+        }
+
+    return {
+        "frame": r["frame"],
+        "status": "mesh" if r["raw"] is not None else "box_only",
+        "box": np.round(r["box"], 2).tolist(),
+        "score": round(float(r["score"]), 4),
+        "keypoints_2d": None if kp is None else np.round(np.c_[kp.keypoints_2d, kp.confidence], 2).tolist(),
+        "raw": params(r["raw"]),
+        "smoothed": params(r["smoothed"]),
+    }
+
+
+def _arrays(rows: list[dict], faces: np.ndarray, frame: FrameResult) -> dict[str, np.ndarray]:
+    n = len(rows)
+    out = {
+        "frame": np.array([r["frame"] for r in rows], np.int64),
+        "track_id": np.array([r["track_id"] for r in rows], np.int64),
+        "boxes": np.array([r["box"] for r in rows], np.float32).reshape(n, 4),
+        "scores": np.array([r["score"] for r in rows], np.float32),
+        "has_mesh": np.array([r["raw"] is not None for r in rows]),
+        "keypoints_2d": np.stack(
+            [
+                np.c_[r["keypoints_2d"].keypoints_2d, r["keypoints_2d"].confidence]
+                if r["keypoints_2d"] is not None
+                else np.full((33, 3), np.nan, np.float32)
+                for r in rows
+            ]
+        ).astype(np.float32)
+        if n
+        else np.zeros((0, 33, 3), np.float32),  # fmt: skip
+        "focal_length": frame.camera.focal_length[0].numpy(),
+        "principal_point": frame.camera.principal_point[0].numpy(),
+        "image_size": np.array(frame.image_size, np.int32),
+        "body_model": np.array(frame.body_model),
+        "faces": np.asarray(faces, np.int32),
+    }
+    template = next((r["raw"] for r in rows if r["raw"] is not None), None)
+    if template is not None:
+        for kind in ("raw", "smoothed"):
+            for key in ("rotmats", "axis_angle", "betas", "cam_t", "joints"):
+                shape = template[key].shape
+                out[f"{kind}_{key}"] = np.stack(
+                    [r[kind][key] if r[kind] is not None else np.full(shape, np.nan) for r in rows]
+                ).astype(np.float32)
+    return out

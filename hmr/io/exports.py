@@ -1,0 +1,126 @@
+"""Writing results: per-person meshes (OBJ/PLY/GLB via trimesh), parameters (npz + json), images, video.
+
+Every file is written to a temporary name next to its target and moved into place with ``os.replace``,
+so an interrupted run never leaves a half-written file under the final name. Layout and keys:
+docs/outputs.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+MESH_FORMATS = ("obj", "ply", "glb")
+SCHEMA_VERSION = 1
+# Camera frame (OpenCV: x right, y down, z forward) -> mesh files (y up, camera looking along -z, the
+# OpenGL/glTF convention most viewers expect): a 180-degree rotation about x.
+CAMERA_TO_MESH = np.diag([1.0, -1.0, -1.0])
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give the finished temporary file normal permissions (mkstemp makes it private) and move it in place."""
+    os.chmod(tmp, _umask_mode())
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path in ``path``'s folder; on success it replaces ``path``, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        _publish(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    write_bytes(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_bytes(path, buf.getvalue())
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """RGB uint8 (H, W, 3) -> PNG."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
+    write_bytes(path, buf.getvalue())
+
+
+def write_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray, color=None) -> None:
+    """One mesh as OBJ, PLY or GLB (by suffix). ``vertices`` (V, 3) in the camera frame, metres, with the
+    person's translation; written in the y-up frame ``CAMERA_TO_MESH`` (see docs/outputs.md).
+    color: optional RGB in [0, 1] for every vertex (PLY/GLB)."""
+    import trimesh
+
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in MESH_FORMATS:
+        raise ValueError(f"unsupported mesh format {fmt!r}; use one of {', '.join(MESH_FORMATS)}")
+    mesh = trimesh.Trimesh(np.asarray(vertices, np.float64) @ CAMERA_TO_MESH.T, np.asarray(faces), process=False)
+    if color is not None:
+        rgba = np.append(np.clip(np.asarray(color, np.float64), 0, 1) * 255, 255).astype(np.uint8)
+        mesh.visual.vertex_colors = np.tile(rgba, (len(mesh.vertices), 1))
+    data = mesh.export(file_type=fmt)
+    write_bytes(path, data if isinstance(data, bytes) else data.encode())
+
+
+class VideoWriter:
+    """mp4 (H.264 via imageio-ffmpeg's bundled ffmpeg) written to a temporary file and moved into place
+    by :meth:`close` (``discard()`` drops it instead)."""
+
+    def __init__(self, path: str | os.PathLike, fps: float):
+        import imageio.v2 as imageio
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".mp4")
+        os.close(fd)
+        self._tmp = Path(tmp)
+        # macro_block_size=1 keeps odd frame sizes as they are (ffmpeg pads instead of resizing)
+        self._writer = imageio.get_writer(self._tmp, fps=fps, codec="libx264", quality=7, macro_block_size=1,
+                                          ffmpeg_log_level="error", pixelformat="yuv420p")  # fmt: skip
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        # yuv420p needs even sizes
+        self._writer.append_data(np.ascontiguousarray(frame[: h - h % 2, : w - w % 2]))
+        self.frames += 1
+
+    def close(self) -> None:
+        self._writer.close()
+        _publish(self._tmp, self.path)
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
