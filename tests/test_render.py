@@ -267,7 +267,7 @@ def test_renderer_is_bound_to_its_thread(renderer, cam):
     np.testing.assert_array_equal(masks[0], renderer.render(v, f, cam).mask)
 
 
-def test_closed_renderer_raises(cam):
+def test_closed_renderer_raises(renderer, cam):  # ``renderer``: skips when there is no GL
     r = Renderer(W, H, samples=1)
     r.close()
     with pytest.raises(RuntimeError, match="closed"):
