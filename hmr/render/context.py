@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 
 _SETUP_HINT = (
-    "On Debian/Ubuntu install Mesa's EGL (`apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1`, "
+    "On Debian/Ubuntu install Mesa's EGL (`apt-get install libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri`, "
     "as scripts/setup_env.sh does) and moderngl (`pip install moderngl`); on a GPU machine the driver's EGL "
     "is used. GLCONTEXT_DEVICE_INDEX or Renderer(device_index=...) selects the EGL device."
 )
