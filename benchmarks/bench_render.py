@@ -56,36 +56,41 @@ def default_body() -> BodyModel | None:
         return None
 
 
-def body_meshes(count: int) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray], str]:
-    """``count`` people in the camera frame of a 640x480 full-image camera, standing in a loose row."""
+def body_meshes(count: int) -> dict:
+    """``count`` people in the camera frame of a 640x480 full-image camera, standing in a loose row:
+    vertices (list of (V, 3)), faces, joints (list of (24, 3)), keypoints (list of (K, 3)) of the
+    keypoint set named by keypoint_set, and source (which mesh)."""
     flip = axis_angle_to_matrix(torch.tensor([[np.pi, 0.0, 0.0]]))[0].numpy()  # body frame -> camera frame
     model = default_body()
     if model is not None:
         g = torch.Generator().manual_seed(0)
         pose = torch.randn(count, 23, 3, generator=g) * 0.12
+        pose[:, [11, 14]] = 0  # neck and head straight
         pose[:, 15, 2] -= 1.1  # left shoulder (joint 16) down into an A-pose
         pose[:, 16, 2] += 1.1  # right shoulder
         pose[:, 17:19, 1] += torch.tensor([-0.4, 0.4])  # elbows bent a little
         with torch.no_grad():
             out = model(global_orient=torch.zeros(count, 3), body_pose=pose.reshape(count, 69),
                         betas=torch.randn(count, model.num_betas, generator=g) * 0.7)  # fmt: skip
-        verts, joints = out.vertices.numpy(), out.joints.numpy()
-        faces, source = model.faces.numpy() if hasattr(model.faces, "numpy") else model.faces, f"`{model.name}`"
+        verts, joints, faces = out.vertices.numpy(), out.joints.numpy(), model.faces.numpy()
+        kp_set, keypoints = "openpose25", out.keypoint_set("openpose25").numpy()
+        source = f"`{model.name}`"
     else:
         v, faces, j = figure()
         verts, joints = np.repeat(v[None], count, 0), np.repeat(j[None], count, 0)
+        kp_set, keypoints = "smpl24", joints
         source = "ball-and-stick SMPL skeleton (`skeleton_mesh`)"
     f_full = Camera.full_image(W, H).focal_length[0, 0].item()
     depth = f_full * 2.3 / H  # a 1.8 m person fills ~80% of the height
-    out_v, out_j = [], []
+    placed = {"vertices": [], "joints": [], "keypoints": []}
     for i in range(count):
         yaw = [0.0, 0.5, -0.6, 0.9, -0.3][i % 5]
         rot = axis_angle_to_matrix(torch.tensor([[0.0, yaw, 0.0]]))[0].numpy()
         z = depth + 0.8 * ((i * 3) % 5)  # people up to 3.2 m apart in depth, overlapping in the image
         t = np.array([(i - (count - 1) / 2) * 0.5 * z / depth, 0.2, z])
-        out_v.append((verts[i] @ rot.T @ flip.T + t).astype(np.float32))
-        out_j.append((joints[i] @ rot.T @ flip.T + t).astype(np.float32))
-    return out_v, faces, out_j, source
+        for key, points in (("vertices", verts), ("joints", joints), ("keypoints", keypoints)):
+            placed[key].append((points[i] @ rot.T @ flip.T + t).astype(np.float32))
+    return {**placed, "faces": faces, "keypoint_set": kp_set, "source": source}
 
 
 def photo_background() -> np.ndarray:
@@ -120,7 +125,8 @@ def benchmark() -> None:
     for samples in (4, 1):
         r = Renderer(W, H, samples=samples)
         for count in (1, 5):
-            verts, faces, _, source = body_meshes(count)
+            scene = body_meshes(count)
+            verts, faces, source = scene["vertices"], scene["faces"], scene["source"]
             overlay = _time_ms(lambda r=r, v=verts, f=faces: r.overlay(image, v, f, cam))
             render = _time_ms(lambda r=r, v=verts, f=faces: r.render(v, f, cam, background=image))
             side = _time_ms(lambda r=r, v=verts, f=faces: r.side_view(v, f, cam))
@@ -156,12 +162,14 @@ def images() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     cam = Camera.full_image(W, H)
     with Renderer(W, H) as r:
-        verts, faces, joints, _ = body_meshes(5)
+        crowd = body_meshes(5)
+        verts, faces, joints = crowd["vertices"], crowd["faces"], np.stack(crowd["joints"])
         front = r.overlay(photo_background(), verts, faces, cam)
-        side = r.side_view(verts, faces, cam, center=np.stack(joints))
-        top = r.top_view(verts, faces, cam, center=np.stack(joints))
+        side = r.side_view(verts, faces, cam, center=joints)
+        top = r.top_view(verts, faces, cam, center=joints)
         Image.fromarray(np.concatenate([front, side, top], 1)).save(IMAGES / "render_views.png")
-        v1, f1, j1, _ = body_meshes(1)
+        one = body_meshes(1)
+        v1, f1 = one["vertices"], one["faces"]
         out = r.render(v1, f1, cam, colors=[_height_colors(v1[0])], background=(235, 235, 235))
         depth = out.depth.copy()
         fg = out.mask > 0
@@ -169,10 +177,9 @@ def images() -> None:
         mask = np.array([(40, 40, 40), *[(np.array(c) * 255).astype(int) for c in DEFAULT_PALETTE]], np.uint8)
         maps = [out.image, mask[out.mask % len(mask)], np.repeat(depth[..., None], 3, -1).astype(np.uint8)]
         Image.fromarray(np.concatenate(maps, 1)).save(IMAGES / "render_synthetic.png")
-        kp = cam.project(torch.from_numpy(j1[0][None]))[0].numpy()
-        Image.fromarray(draw_keypoints(r.overlay(photo_background(), v1, f1, cam, opacity=0.5), kp, "smpl24")).save(
-            IMAGES / "render_keypoints.png"
-        )
+        kp = cam.project(torch.from_numpy(one["keypoints"][0][None]))[0].numpy()
+        ghost = r.overlay(photo_background(), v1, f1, cam, opacity=0.5)
+        Image.fromarray(draw_keypoints(ghost, kp, one["keypoint_set"])).save(IMAGES / "render_keypoints.png")
 
 
 def _height_colors(v: np.ndarray) -> np.ndarray:
