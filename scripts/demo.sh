@@ -4,4 +4,4 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup_env.sh
-.venv/bin/hmr --help
+.venv/bin/hmr demo examples/ --out demo_out
