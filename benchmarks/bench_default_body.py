@@ -7,6 +7,7 @@ Needs the ``build`` extra (anny) for everything but the pictures (``--pictures-o
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -100,7 +101,8 @@ def measure(rounds: int) -> str:
     return (
         "## Default body model (`benchmarks/bench_default_body.py`)\n\n"
         f"`hmr-anny-v1` (docs/body_model_format.md) against Anny {info['source'].split()[1]} itself, CPU: "
-        f"{machine()}. Poses: axis-angle per body joint ~ N(0, 0.3²) per component, expressed on Anny's rig by "
+        f"{machine()}, 1-minute load average {os.getloadavg()[0]:.1f} at the end (timings on a shared machine "
+        "vary with it). Poses: axis-angle per body joint ~ N(0, 0.3²) per component, expressed on Anny's rig by "
         "turning every Anny bone with its SMPL joint's world rotation; shapes: the 10 components fitted to "
         "each phenotype's T-posed Anny mesh by least squares. Target: < 20 mm and >= 95%.\n\n"
         + table(["quantity", "value"], rows)
@@ -154,7 +156,7 @@ def pictures() -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=20, help="timed forward calls per batch size")
+    parser.add_argument("--rounds", type=int, default=50, help="timed forward calls per batch size")
     parser.add_argument("--pictures", action="store_true", help="also render docs/images/default_body_*.png")
     parser.add_argument("--pictures-only", action="store_true", help="only render the pictures (no anny needed)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")

