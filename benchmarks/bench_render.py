@@ -131,8 +131,8 @@ def benchmark() -> None:
             render = _time_ms(lambda r=r, v=verts, f=faces: r.render(v, f, cam, background=image))
             side = _time_ms(lambda r=r, v=verts, f=faces: r.side_view(v, f, cam))
             rows.append([count, f"{len(faces) * count:,}", f"{r.samples}x" if r.samples > 1 else "off",
-                         "{:.1f} ({:.1f})".format(*overlay[:2]), f"{overlay[2]:.1f}", f"{render[0]:.1f}",
-                         f"{side[0]:.1f}"])  # fmt: skip
+                         "{:.1f} ({:.1f}) / {:.1f}".format(*overlay), f"{render[0]:.1f} / {render[2]:.1f}",
+                         f"{side[0]:.1f} / {side[2]:.1f}"])  # fmt: skip
             print(rows[-1], flush=True)
         r.close()
     load = max(load, os.getloadavg()[0])
@@ -145,10 +145,11 @@ def benchmark() -> None:
         "## Rendering (`benchmarks/bench_render.py`)\n\n"
         f"640x480 full-image camera (focal 5000/256 x 640 px); meshes: {source}; {gl} through EGL + moderngl, "
         f"no GPU. CPU: {machine()}; load average during the run up to {load:.1f} (the machine is shared). "
-        "ms per frame: `overlay` = shaded meshes composited over an RGB image (what the demo does per frame), "
-        "wall-clock median (best) and CPU time of all threads; `render` = the same plus instance mask and "
-        "metric depth (synthetic data); `side view` on white. All medians over 30 frames.\n\n"
-        + table(["people", "faces", "MSAA", "overlay wall", "overlay CPU", "render (+mask, depth)", "side view"], rows)
+        "ms per frame, wall-clock median (best) / median CPU time of all threads (the CPU time hardly depends "
+        "on other load): `overlay` = shaded meshes composited over an RGB image (what the demo does per "
+        "frame); `render` = the same plus instance mask and metric depth (synthetic data); `side view` on "
+        "white. 30 frames each.\n\n"
+        + table(["people", "faces", "MSAA", "overlay", "render (+mask, depth)", "side view"], rows)
         + f"\n\nDrawing 5 OpenPose-25 skeletons: {kp_ms:.1f} ms. A new `Renderer` in a thread that already has "
         f"its GL context: {new_ms:.0f} ms (the thread's first one also creates the EGL context, ~0.7 s)."
     )
