@@ -125,3 +125,19 @@ def test_batch_sizes_agree():
     for i in range(3):
         one = skin(betas[i : i + 1], rot[i : i + 1], *_arrays(m), m.parents, m.levels, transl[i : i + 1])[0]
         np.testing.assert_allclose(one[0].numpy(), full[i].numpy(), atol=2e-6)
+
+
+def test_large_batches_are_skinned_in_chunks(monkeypatch):
+    import hmr.body.lbs as lbs
+
+    m = _model()
+    rot, betas, transl = _pose(7)
+    results = []
+    for chunk_bytes in (1 << 40, 3 * 48 * 40 * 8):  # whole batch; chunks of 3 (40 vertices, float64)
+        monkeypatch.setattr(lbs, "_CHUNK_BYTES", chunk_bytes)
+        inp = [t.clone().requires_grad_() for t in (betas, rot, transl)]
+        v, j = skin(inp[0], inp[1], *_arrays(m), m.parents, m.levels, inp[2])
+        (v.square().sum() + j.sum()).backward()
+        results.append([v, j] + [t.grad for t in inp])
+    for a, b in zip(*results, strict=True):
+        assert torch.allclose(a, b)

@@ -17,6 +17,10 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+# Batches are skinned in chunks whose largest temporary (the per-vertex transforms, 48 bytes per
+# vertex and sample in float32) stays near this size: the allocator then reuses memory, whereas fresh
+# multi-100 MB buffers cost more in page faults than the arithmetic done in them.
+_CHUNK_BYTES = 24 << 20
 # oneDNN's linear (x @ w.T + bias) with prepacked weights; absent in builds without mkldnn.
 _ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 
@@ -122,20 +126,17 @@ class _Linear(torch.autograd.Function):
 class _ApplyTransforms(torch.autograd.Function):
     """Skinned vertices ``out[b,v,c] = sum_k m[b,c,k,v] x[b,k,v] + m[b,c,3,v]``; m (B,3,4,V), x (B,3,V).
 
-    Written out so that each step is one pass along contiguous vertices, and so that the (B,V,3)
-    result is written directly (no separate transpose); autograd's generic backward for the slices
-    allocated and zero-filled a full-size gradient per slice.
+    Written out so that each step is one pass along contiguous vertices; autograd's generic backward
+    for the slices allocated and zero-filled a full-size gradient per slice.
     """
 
     @staticmethod
     def forward(ctx, m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(m, x)
-        b, _, _, nv = m.shape
-        out = m.new_empty(b, nv, 3)
-        y = out.transpose(1, 2)
-        torch.addcmul(m[:, :, 3], m[:, :, 0], x[:, 0:1], out=y)
+        y = torch.addcmul(m[:, :, 3], m[:, :, 0], x[:, 0:1])
         y.addcmul_(m[:, :, 1], x[:, 1:2]).addcmul_(m[:, :, 2], x[:, 2:3])
-        return out
+        # Transposing at the end is cheaper than writing each pass with stride 3.
+        return y.transpose(1, 2).contiguous()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -221,6 +222,14 @@ def skin(
     """
     b, n = betas.shape
     nj, ns = len(parents), shapedirs.shape[1]
+    chunk = max(1, _CHUNK_BYTES // (48 * weights.shape[0] * betas.element_size()))
+    if b > chunk:  # see _CHUNK_BYTES
+        parts = [
+            skin(betas[i : i + chunk], rotmats[i : i + chunk], v_template, shapedirs, posedirs, j_template,
+                 j_shapedirs, weights, parents, levels, None if transl is None else transl[i : i + chunk])
+            for i in range(0, b, chunk)
+        ]  # fmt: skip
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     consts = _consts(v_template, shapedirs, posedirs, weights)
     feats = [betas]
     if n < ns:
