@@ -223,3 +223,24 @@ def test_unreadable_video(tmp_path):
     (tmp_path / "x.mp4").write_bytes(b"not a video")
     with pytest.raises(ValueError, match="cannot read video"):
         read_video(tmp_path / "x.mp4")
+
+
+def test_network_checkpoint_path(tmp_path, pipeline):
+    """--checkpoint: crops -> HMR 2.0 network -> full-image meshes (a tiny untrained network: plumbing only),
+    and --refine fits from its output."""
+    from hmr.models import create_model, save_model
+
+    net = create_model("hmr2_vit_s", body_model=pipeline.body_model, backbone={"depth": 1}, head={"depth": 1})
+    ckpt = save_model(net, tmp_path / "tiny.safetensors")
+    img = BASKETBALL
+    for refine in (False, True):
+        p = Pipeline(body_model=pipeline.body_model, checkpoint=ckpt, refine=refine, fit_config=FAST_FIT, tiles=False)
+        frame = Demo(p, tmp_path / str(refine), pictures=False).image(img, "b")
+        assert frame.method == ("network+refine" if refine else "network")
+        assert len(frame.people) == 2 and all(q.mesh is not None for q in frame.people)
+        m = frame.people[0].mesh
+        assert m.cam_t_full.shape == (1, 3) and m.keypoints_2d_full.shape[1] == len(m.keypoint_names)
+        rec = json.loads((tmp_path / str(refine) / "b.json").read_text())
+        assert rec["method"] == frame.method
+    with pytest.raises(ValueError, match="refine needs"):
+        Pipeline(body_model=pipeline.body_model, refine=True)

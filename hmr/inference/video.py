@@ -9,7 +9,7 @@ from hmr.geometry import matrix_to_axis_angle
 from hmr.inference.detect import Detections
 from hmr.inference.people import observe_people
 from hmr.inference.pipeline import FrameResult, Pipeline
-from hmr.inference.results import frame_record
+from hmr.inference.results import frame_record, posed_joints
 from hmr.inference.track import OneEuroFilter, Tracker, jitter, project_to_rotation
 
 # One-Euro settings for the body parameters (rotation-matrix entries, betas, translation in metres).
@@ -69,9 +69,8 @@ class VideoSession:
                    "keypoints_2d": person.keypoints, "raw": None, "smoothed": None}  # fmt: skip
             if person.mesh is not None:
                 self._mesh[tid] = person.mesh
-                raw = self._params(
-                    person.mesh.global_orient, person.mesh.body_pose, person.mesh.betas, person.mesh.cam_t_full
-                )
+                m = person.mesh
+                raw = self._params(torch.cat([m.global_orient, m.body_pose], 1)[0], m.betas[0], m.cam_t_full[0], False)
                 row["raw"] = raw
                 row["smoothed"] = self._smooth(tid, raw)
                 smoothed[tid] = row["smoothed"]["vertices"]
@@ -84,30 +83,32 @@ class VideoSession:
         self.last = frame
         return frame, smoothed
 
-    def _params(self, go, bp, betas, cam_t) -> dict:
+    def _params(self, rot: torch.Tensor, betas: torch.Tensor, cam_t: torch.Tensor, vertices: bool) -> dict:
+        """Rotations (J, 3, 3), betas (S,), translation (3,) -> parameters, camera-frame joints and (when
+        ``vertices``) camera-frame vertices."""
         bm = self.pipeline.body_model
-        dev = bm.v_template.device
-        with torch.no_grad():
-            out = bm(global_orient=go.to(dev), body_pose=bp.to(dev), betas=betas.to(dev))
-        t = cam_t[0].cpu()
-        rot = torch.cat([go, bp], 1)[0].cpu()
-        return {
+        rot, betas, t = rot.float().cpu(), betas.float().cpu(), cam_t.float().cpu()
+        out = {
             "rotmats": rot.numpy(),
             "axis_angle": matrix_to_axis_angle(rot).numpy(),
-            "betas": betas[0].cpu().numpy(),
+            "betas": betas.numpy(),
             "cam_t": t.numpy(),
-            "joints": (out.joints[0].cpu() + t).numpy(),
-            "vertices": (out.vertices[0].cpu() + t).numpy(),
         }
+        with torch.no_grad():
+            out["joints"] = (posed_joints(bm, rot[None], betas[None])[0].cpu() + t).numpy()
+            if vertices:
+                dev = bm.v_template.device
+                v = bm(global_orient=rot[None, :1].to(dev), body_pose=rot[None, 1:].to(dev), betas=betas[None].to(dev))
+                out["vertices"] = (v.vertices[0].cpu() + t).numpy()
+        return out
 
     def _smooth(self, tid: int, raw: dict) -> dict:
         f = self._filters.setdefault(tid, OneEuroFilter(**SMOOTHING))
         nr, nb = raw["rotmats"].size, raw["betas"].size
         vec = f(np.concatenate([raw["rotmats"].ravel(), raw["betas"], raw["cam_t"]]), self.dt)
-        rot = project_to_rotation(vec[:nr].reshape(raw["rotmats"].shape)).astype(np.float32)
-        r = torch.from_numpy(rot)
-        return self._params(r[None, :1], r[None, 1:], torch.from_numpy(vec[nr : nr + nb].astype(np.float32))[None],
-                            torch.from_numpy(vec[nr + nb :].astype(np.float32))[None])  # fmt: skip
+        rot = project_to_rotation(vec[:nr].reshape(raw["rotmats"].shape))
+        return self._params(torch.from_numpy(rot), torch.from_numpy(vec[nr : nr + nb]),
+                            torch.from_numpy(vec[nr + nb :]), vertices=True)  # fmt: skip
 
     def jitter_mm(self) -> dict:
         """Mean 3D joint acceleration (mm/frame²) of raw and smoothed joints, over runs of consecutive frames
