@@ -56,8 +56,8 @@ def default_body() -> BodyModel | None:
         return None
 
 
-def body_meshes(count: int) -> dict:
-    """``count`` people in the camera frame of a 640x480 full-image camera, standing in a loose row:
+def body_meshes(count: int, width: int = W, height: int = H) -> dict:
+    """``count`` people in the camera frame of a full-image camera, standing in a loose row:
     vertices (list of (V, 3)), faces, joints (list of (24, 3)), keypoints (list of (K, 3)) of the
     keypoint set named by keypoint_set, and source (which mesh)."""
     flip = axis_angle_to_matrix(torch.tensor([[np.pi, 0.0, 0.0]]))[0].numpy()  # body frame -> camera frame
@@ -80,8 +80,8 @@ def body_meshes(count: int) -> dict:
         verts, joints = np.repeat(v[None], count, 0), np.repeat(j[None], count, 0)
         kp_set, keypoints = "smpl24", joints
         source = "ball-and-stick SMPL skeleton (`skeleton_mesh`)"
-    f_full = Camera.full_image(W, H).focal_length[0, 0].item()
-    depth = f_full * 2.3 / H  # a 1.8 m person fills ~80% of the height
+    f_full = Camera.full_image(width, height).focal_length[0, 0].item()
+    depth = f_full * 2.3 / height  # a 1.8 m person fills ~80% of the height
     placed = {"vertices": [], "joints": [], "keypoints": []}
     for i in range(count):
         yaw = [0.0, 0.5, -0.6, 0.9, -0.3][i % 5]
@@ -93,11 +93,11 @@ def body_meshes(count: int) -> dict:
     return {**placed, "faces": faces, "keypoint_set": kp_set, "source": source}
 
 
-def photo_background() -> np.ndarray:
-    """A smooth synthetic backdrop (sky-to-floor gradient with a few shapes), 640x480 RGB."""
-    y = np.linspace(0, 1, H)[:, None, None]
-    img = np.repeat((1 - y) * np.array([120, 150, 185]) + y * np.array([95, 85, 70]), W, axis=1)
-    xx, yy = np.meshgrid(np.arange(W), np.arange(H))
+def photo_background(width: int = W, height: int = H) -> np.ndarray:
+    """A smooth synthetic backdrop (sky-to-floor gradient with a tiled floor), RGB."""
+    y = np.linspace(0, 1, height)[:, None, None]
+    img = np.repeat((1 - y) * np.array([120, 150, 185]) + y * np.array([95, 85, 70]), width, axis=1)
+    xx, yy = np.meshgrid(np.arange(width) * 480 // height, np.arange(height) * 480 // height)
     img[(yy > 300) & ((xx // 80 + yy // 40) % 2 == 0)] *= 0.85
     return img.clip(0, 255).astype(np.uint8)
 
@@ -118,38 +118,41 @@ def _time_ms(fn, reps: int = 30) -> tuple[float, float, float]:
 
 
 def benchmark() -> None:
-    image = photo_background()
-    cam = Camera.full_image(W, H)
     rows = []
     load = os.getloadavg()[0]
-    for samples in (4, 1):
-        r = Renderer(W, H, samples=samples)
-        for count in (1, 5):
-            scene = body_meshes(count)
-            verts, faces, source = scene["vertices"], scene["faces"], scene["source"]
-            overlay = _time_ms(lambda r=r, v=verts, f=faces: r.overlay(image, v, f, cam))
-            render = _time_ms(lambda r=r, v=verts, f=faces: r.render(v, f, cam, background=image))
-            side = _time_ms(lambda r=r, v=verts, f=faces: r.side_view(v, f, cam))
-            rows.append([count, f"{len(faces) * count:,}", f"{r.samples}x" if r.samples > 1 else "off",
-                         "{:.1f} ({:.1f}) / {:.1f}".format(*overlay), f"{render[0]:.1f} / {render[2]:.1f}",
-                         f"{side[0]:.1f} / {side[2]:.1f}"])  # fmt: skip
-            print(rows[-1], flush=True)
-        r.close()
+    for (width, height), counts in (((W, H), (1, 5)), ((1920, 1080), (1,))):
+        image, cam = photo_background(width, height), Camera.full_image(width, height)
+        for samples in (4, 1):
+            r = Renderer(width, height, samples=samples)
+            for count in counts:
+                scene = body_meshes(count, width, height)
+                verts, faces, source = scene["vertices"], scene["faces"], scene["source"]
+                overlay = _time_ms(lambda r=r, v=verts, f=faces, i=image, c=cam: r.overlay(i, v, f, c))
+                render = _time_ms(lambda r=r, v=verts, f=faces, i=image, c=cam: r.render(v, f, c, background=i))
+                side = _time_ms(lambda r=r, v=verts, f=faces, c=cam: r.side_view(v, f, c))
+                rows.append([f"{width}x{height}", count, f"{len(faces) * count:,}",
+                             f"{r.samples}x" if r.samples > 1 else "off",
+                             "{:.1f} ({:.1f}) / {:.1f}".format(*overlay), f"{render[0]:.1f} / {render[2]:.1f}",
+                             f"{side[0]:.1f} / {side[2]:.1f}"])  # fmt: skip
+                print(rows[-1], flush=True)
+            r.close()
     load = max(load, os.getloadavg()[0])
     kp = np.random.default_rng(0).uniform(100, 400, (5, 25, 3))
-    kp_ms = _time_ms(lambda: draw_keypoints(image, kp, "openpose25"))[0]
+    bg = photo_background()
+    kp_ms = _time_ms(lambda: draw_keypoints(bg, kp, "openpose25"))[0]
     new_ms = _time_ms(lambda: Renderer(W, H).close(), reps=5)[0]
     with Renderer(W, H) as r:
         gl = r.device_name
     md = (
         "## Rendering (`benchmarks/bench_render.py`)\n\n"
-        f"640x480 full-image camera (focal 5000/256 x 640 px); meshes: {source}; {gl} through EGL + moderngl, "
+        f"Full-image camera (HMR 2.0's focal 5000/256 x max(W, H) px), one person fills ~80% of the image "
+        f"height; meshes: {source}; {gl} through EGL + moderngl, "
         f"no GPU. CPU: {machine()}; load average during the run up to {load:.1f} (the machine is shared). "
         "ms per frame, wall-clock median (best) / median CPU time of all threads (the CPU time hardly depends "
         "on other load): `overlay` = shaded meshes composited over an RGB image (what the demo does per "
         "frame); `render` = the same plus instance mask and metric depth (synthetic data); `side view` on "
         "white. 30 frames each.\n\n"
-        + table(["people", "faces", "MSAA", "overlay", "render (+mask, depth)", "side view"], rows)
+        + table(["image", "people", "faces", "MSAA", "overlay", "render (+mask, depth)", "side view"], rows)
         + f"\n\nDrawing 5 OpenPose-25 skeletons: {kp_ms:.1f} ms. A new `Renderer` in a thread that already has "
         f"its GL context: {new_ms:.0f} ms (the thread's first one also creates the EGL context, ~0.7 s)."
     )
