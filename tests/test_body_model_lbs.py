@@ -133,7 +133,7 @@ def test_large_batches_are_skinned_in_chunks(monkeypatch):
     m = _model()
     rot, betas, transl = _pose(7)
     results = []
-    for chunk_bytes in (1 << 40, 3 * 48 * 40 * 8):  # whole batch; chunks of 3 (40 vertices, float64)
+    for chunk_bytes in (1 << 40, 3 * 12 * 40 * 8):  # whole batch; chunks of 3 (40 vertices, float64)
         monkeypatch.setattr(lbs, "_CHUNK_BYTES", chunk_bytes)
         inp = [t.clone().requires_grad_() for t in (betas, rot, transl)]
         v, j = skin(inp[0], inp[1], *_arrays(m), m.parents, m.levels, inp[2])

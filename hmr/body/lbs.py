@@ -17,8 +17,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-# Batches are skinned in chunks whose largest temporary (the per-vertex transforms, 48 bytes per
-# vertex and sample in float32) stays near this size: the allocator then reuses memory, whereas fresh
+# Batches are skinned in chunks whose largest temporary (the per-vertex transforms, 12 numbers per
+# vertex and sample) stays near this size: the allocator then reuses memory, whereas fresh
 # multi-100 MB buffers cost more in page faults than the arithmetic done in them.
 _CHUNK_BYTES = 24 << 20
 # oneDNN's linear (x @ w.T + bias) with prepacked weights; absent in builds without mkldnn.
@@ -222,7 +222,7 @@ def skin(
     """
     b, n = betas.shape
     nj, ns = len(parents), shapedirs.shape[1]
-    chunk = max(1, _CHUNK_BYTES // (48 * weights.shape[0] * betas.element_size()))
+    chunk = max(1, _CHUNK_BYTES // (12 * weights.shape[0] * betas.element_size()))
     if b > chunk:  # see _CHUNK_BYTES
         parts = [
             skin(betas[i : i + chunk], rotmats[i : i + chunk], v_template, shapedirs, posedirs, j_template,
