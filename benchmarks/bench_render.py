@@ -105,8 +105,7 @@ def photo_background(width: int = W, height: int = H) -> np.ndarray:
 def _time_ms(fn, reps: int = 30) -> tuple[float, float, float]:
     """Wall-clock median and best, and median process CPU time (all threads), in ms over ``reps`` calls.
 
-    The machine is shared by other jobs: the median and best wall times bracket what an idle machine
-    gives; CPU time hardly depends on other load."""
+    The machine is shared by other jobs: the best wall time is closest to what an idle machine gives."""
     fn()
     wall, cpu = [], []
     for _ in range(reps):
@@ -148,8 +147,8 @@ def benchmark() -> None:
         f"Full-image camera (HMR 2.0's focal 5000/256 x max(W, H) px), one person fills ~80% of the image "
         f"height; meshes: {source}; {gl} through EGL + moderngl, "
         f"no GPU. CPU: {machine()}; load average during the run up to {load:.1f} (the machine is shared). "
-        "ms per frame, wall-clock median (best) / median CPU time of all threads (the CPU time hardly depends "
-        "on other load): `overlay` = shaded meshes composited over an RGB image (what the demo does per "
+        "ms per frame, wall-clock median (best) / median CPU time of the process (Python plus Mesa's "
+        "rasteriser threads; it varies less with other jobs than wall time): `overlay` = shaded meshes composited over an RGB image (what the demo does per "
         "frame); `render` = the same plus instance mask and metric depth (synthetic data); `side view` on "
         "white. 30 frames each.\n\n"
         + table(["image", "people", "faces", "MSAA", "overlay", "render (+mask, depth)", "side view"], rows)
