@@ -1,0 +1,81 @@
+"""Settings of keypoint fitting (serialise with ``hmr.config.save_yaml`` / ``load_yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from hmr.config import from_dict
+
+
+@dataclass
+class StageConfig:
+    """One optimisation stage: Adam for ``iterations`` steps, learning rate decaying from ``lr`` to lr/10.
+
+    ``prior_scale`` multiplies the pose and shape regularisers (SMPLify-style annealing: strong first, weak
+    last); ``shape`` says whether betas are optimised.
+    """
+
+    iterations: int
+    lr: float
+    prior_scale: float = 1.0
+    shape: bool = True
+
+
+@dataclass
+class FitConfig:
+    """Weights, stages and robustness settings of :func:`hmr.fitting.fit`.
+
+    Reprojection residuals are measured in units of the person's 2D size (the larger side of the box
+    around their confident keypoints), so the weights do not depend on image resolution; 3D residuals are
+    in metres.
+    """
+
+    # Stage 1: global orientation and translation from torso keypoints, body in its rest pose.
+    camera_stage: StageConfig = field(default_factory=lambda: StageConfig(iterations=40, lr=0.05, shape=False))
+    # Stage 2 (cold start): full pose and shape, priors annealed from strong to weak.
+    pose_stages: tuple[StageConfig, ...] = (
+        StageConfig(iterations=80, lr=0.05, prior_scale=10.0),
+        StageConfig(iterations=120, lr=0.03, prior_scale=1.0),
+    )
+    # Limb flip search before each later pose stage and each final stage: the 4 depth choices of every limb's
+    # elbow/knee and wrist/ankle are set by inverse kinematics and the cheapest per limb is kept (pose
+    # regulariser weighted by ``flip_select_prior_scale``); ``final_stages`` polish with weak priors.
+    flip_search: bool = True
+    flip_select_prior_scale: float = 1.0
+    # Optional short stages run on every flip hypothesis before choosing (none by default: choosing right
+    # after the inverse kinematics, by data, joint limits and the regulariser, worked as well and is cheaper).
+    flip_stages: tuple[StageConfig, ...] = ()
+    final_stages: tuple[StageConfig, ...] = (StageConfig(iterations=80, lr=0.02, prior_scale=0.01),)
+    # Stages used instead when starting from ``init`` (network refinement, warm start in video).
+    refine_stages: tuple[StageConfig, ...] = (StageConfig(iterations=40, lr=0.01, prior_scale=1.0),)
+    # Yaw angles (about the body's vertical axis) tried by stage 1, and how many of the best are carried
+    # through the first pose stage (the lowest cost wins).
+    yaw_hypotheses: int = 12
+    orientation_hypotheses: int = 2
+    # Geman-McClure scale, in units of the person's 2D size.
+    robust_sigma: float = 0.1
+    keypoint_weight: float = 1.0
+    keypoint_3d_weight: float = 1.0
+    # How ``keypoints_3d`` relate to the model: "similarity" (unknown rotation, scale and origin, e.g.
+    # BlazePose world landmarks) or "translation" (camera-frame orientation, metric, unknown origin).
+    keypoint_3d_alignment: str = "similarity"
+    pose_weight: float = 1e-4
+    # Extra regulariser weight on limb twists and off-hinge turns of elbows/knees (see hmr.fitting.priors).
+    twist_weight: float = 4.0
+    shape_weight: float = 1e-4
+    limit_weight: float = 1.0
+    bending_weight: float = 1.0
+    # Temporal smoothness: squared joint acceleration (metres per frame^2) over the frames axis, or against the
+    # constant-velocity prediction from the two previous frames (SequenceFitter).
+    temporal_weight: float = 0.01
+    # Confidences at or below this are ignored.
+    min_confidence: float = 0.0
+    num_betas: int = 10
+
+    def __post_init__(self):
+        # Stage lists read from YAML arrive as mappings; the config system rebuilds only direct fields.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (tuple, list)) and f.name.endswith("_stages"):
+                stages = (from_dict(StageConfig, s, f".{f.name}") if isinstance(s, dict) else s for s in value)
+                setattr(self, f.name, tuple(stages))

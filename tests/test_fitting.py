@@ -1,0 +1,255 @@
+"""Keypoint fitting: reduced model, keypoint maps, priors, the synthetic set and fits on a few of its people."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hmr.body import KEYPOINT_SET_NAMES, SMPL_JOINT_NAMES, BodyModel, KeypointSetUnavailableError
+from hmr.config import load_yaml, save_yaml
+from hmr.fitting import JOINT_LIMITS, FitConfig, PosePrior, ReducedBodyModel, SequenceFitter, fit, keypoint_map
+from hmr.fitting.synthetic import (
+    limb_rotation_deg,
+    load_synthetic_set,
+    make_synthetic_set,
+    pa_mpjpe_mm,
+    render_keypoints,
+    sample_body_poses,
+)
+from hmr.geometry import Camera, axis_angle_to_matrix, cam_crop_to_full, matrix_to_axis_angle
+from hmr.outputs import MeshOutput
+from tests.synthetic_smpl import synthetic_smpl_arrays
+
+DATA = Path(__file__).parent / "data" / "fitting_synthetic.npz"
+
+
+@pytest.fixture(scope="module")
+def model() -> BodyModel:
+    return BodyModel.default()
+
+
+@pytest.fixture(scope="module")
+def data() -> dict:
+    return load_synthetic_set(DATA)
+
+
+def _subset(data: dict, idx) -> dict:
+    return {k: (v[idx] if v.ndim and v.shape[0] == len(data["betas"]) else v) for k, v in data.items()}
+
+
+def _joints(model: BodyModel, out: MeshOutput) -> torch.Tensor:
+    with torch.no_grad():
+        return model(out.global_orient, out.body_pose, out.betas).joints
+
+
+def test_reduced_model_matches_full_model(model):
+    torch.manual_seed(0)
+    pose, betas, transl = torch.randn(3, 24, 3) * 0.4, torch.randn(3, 10), torch.randn(3, 3)
+    smpl_like = BodyModel.from_arrays(synthetic_smpl_arrays(num_vertices=6890), name="with pose correctives")
+    for m, name in ((model, "blazepose33"), (model, "openpose25"), (smpl_like, "openpose25")):
+        kp_def, _ = keypoint_map(m, name)
+        reduced = ReducedBodyModel(m, kp_def)
+        with torch.no_grad():
+            full = m(pose[:, :1], pose[:, 1:], betas, transl)
+            kp, joints = reduced(axis_angle_to_matrix(pose), betas, transl)
+        torch.testing.assert_close(kp, full.keypoint_set(name), atol=2e-5, rtol=0)
+        torch.testing.assert_close(joints, full.joints, atol=2e-5, rtol=0)
+        assert reduced.weights.shape[0] < 25 * kp_def.num  # a few virtual vertices per keypoint
+
+
+def test_keypoint_map_by_name_and_errors():
+    smpl_like = BodyModel.from_arrays(synthetic_smpl_arrays(num_vertices=6890), name="smpl-like")
+    kp, available = keypoint_map(smpl_like, "coco17")  # the model only defines openpose25
+    assert kp.names == KEYPOINT_SET_NAMES["coco17"] and available.all()
+    kp, available = keypoint_map(smpl_like, "blazepose33")
+    names = KEYPOINT_SET_NAMES["blazepose33"]
+    assert available[names.index("left_knee")] and not available[names.index("left_pinky")]
+    with pytest.raises(ValueError, match="unknown keypoint format"):
+        keypoint_map(smpl_like, "body_21")
+    bare = BodyModel.from_arrays(synthetic_smpl_arrays(), name="bare")
+    with pytest.raises(KeypointSetUnavailableError, match="torso keypoints"):
+        keypoint_map(bare, "coco17")
+
+
+def test_priors_limits_bending_and_projection():
+    prior = PosePrior(SMPL_JOINT_NAMES)
+    inside = torch.zeros(1, 23, 3)
+    assert prior.limit_penalty(inside).sum() == 0
+    knee, elbow = SMPL_JOINT_NAMES.index("left_knee") - 1, SMPL_JOINT_NAMES.index("left_elbow") - 1
+    back = torch.zeros(2, 23, 3)
+    back[0, knee, 0] = -0.3  # knee bent forwards = backwards bend
+    back[1, elbow, 1] = 0.3  # left elbow flexion is negative about y
+    assert (prior.bending_penalty(back).sum(-1) > 0).all() and (prior.backward_bends(back) < 0).any()
+    prior.project_(back)
+    assert (prior.backward_bends(back) >= 0).all()
+    # Right side limits mirror the left (x, -y, -z).
+    for name in ("hip", "knee", "shoulder", "elbow"):
+        (lx, ly, lz), (rx, ry, rz) = JOINT_LIMITS[f"left_{name}"], JOINT_LIMITS[f"right_{name}"]
+        assert lx == rx and ly == (-ry[1], -ry[0]) and lz == (-rz[1], -rz[0])
+
+
+def test_synthetic_set_is_what_the_generator_makes(model, data):
+    assert len(data["betas"]) >= 50 and int(data["seed"]) == 0
+    rng = np.random.default_rng(1)
+    poses = sample_body_poses(20, rng)
+    assert (limb_rotation_deg(poses) >= 30).all()
+    assert (limb_rotation_deg(data["body_pose"].astype(np.float64)) >= 30 - 1e-3).all()
+    fresh = make_synthetic_set(model, n=len(data["betas"]), seed=int(data["seed"]))
+    for key in ("body_pose", "betas", "global_orient", "focal_length", "image_size", "noise_2d"):
+        np.testing.assert_allclose(fresh[key], data[key], atol=1e-6)
+    np.testing.assert_allclose(fresh["cam_t"], data["cam_t"], atol=1e-3)
+    # Every person is inside their image.
+    gt = render_keypoints(data, model)
+    inside = (gt["keypoints_2d"] >= 0) & (gt["keypoints_2d"] <= gt["camera"].image_size[:, None])
+    assert inside.all()
+
+
+def test_fit_with_3d_keypoints_recovers_joints(model, data):
+    sub = _subset(data, slice(0, 6))
+    gt = render_keypoints(sub, model)
+    out = fit(gt["keypoints_2d"], gt["confidences"], model, gt["camera"], keypoints_3d=gt["keypoints_3d"])
+    err = pa_mpjpe_mm(_joints(model, out), gt["joints"])
+    assert (err < 20).all(), err
+    # Outputs: full-image fields filled and consistent, crop fields absent, model recorded.
+    assert out.body_model == model.name and out.pred_cam is None and out.keypoints_2d is None
+    assert out.vertices.shape == (6, model.num_vertices, 3) and out.body_pose.shape == (6, 23, 3, 3)
+    torch.testing.assert_close(out.keypoints_2d_full, gt["camera"].project(out.keypoints_3d, out.cam_t_full))
+    assert (out.keypoints_2d_full - gt["keypoints_2d"]).norm(dim=-1).mean() < 3  # pixels
+    torch.testing.assert_close(out.focal_length, gt["camera"].focal_length)
+
+
+@pytest.mark.slow
+def test_fit_2d_only_and_noise_on_a_subset(model, data):
+    sub = _subset(data, slice(0, 12))
+    gt = render_keypoints(sub, model)
+    out = fit(gt["keypoints_2d"], gt["confidences"], model, gt["camera"])
+    exact = pa_mpjpe_mm(_joints(model, out), gt["joints"])
+    noisy_gt = render_keypoints(sub, model, noise_px=5.0)
+    noisy = fit(noisy_gt["keypoints_2d"], noisy_gt["confidences"], model, gt["camera"])
+    noisy_err = pa_mpjpe_mm(_joints(model, noisy), gt["joints"])
+    # Regression bounds from docs/benchmarks.md (the 40 mm per-person goal is not met by every person yet).
+    assert exact.mean() < 70 and noisy_err.mean() < 1.5 * 70
+    prior = PosePrior(model.joint_names)
+    for o in (out, noisy):
+        assert (prior.backward_bends(matrix_to_axis_angle(o.body_pose)) >= 0).all()
+
+
+def test_fit_is_deterministic_and_never_bends_backwards(model, data):
+    sub = _subset(data, [7, 8])
+    gt = render_keypoints(sub, model, noise_px=5.0)
+    cfg = FitConfig()
+    a = fit(gt["keypoints_2d"], gt["confidences"], model, gt["camera"], config=cfg)
+    b = fit(gt["keypoints_2d"].numpy(), gt["confidences"].numpy(), model, gt["camera"], config=cfg)
+    assert torch.equal(a.body_pose, b.body_pose) and torch.equal(a.cam_t_full, b.cam_t_full)
+    bends = PosePrior(model.joint_names).backward_bends(matrix_to_axis_angle(a.body_pose))
+    assert (bends >= 0).all()
+
+
+def test_refinement_from_a_network_style_init_keeps_crop_fields(model, data):
+    sub = _subset(data, [2, 3])
+    gt = render_keypoints(sub, model)
+    cam = gt["camera"]
+    # A "network" output: the truth with a perturbed pose, its crop camera derived from a known box.
+    torch.manual_seed(0)
+    pose = torch.as_tensor(sub["body_pose"]) + 0.15 * torch.randn(2, 23, 3)
+    t_full = torch.as_tensor(sub["cam_t"])
+    box_size = torch.tensor([400.0, 300.0])
+    box_centre = cam.image_size / 2 + torch.tensor([[30.0, -20.0], [-50.0, 10.0]])
+    bs = 2 * cam.focal_length[:, 0] / t_full[:, 2]
+    txy = t_full[:, :2] - 2 * (box_centre - cam.image_size / 2) / bs[:, None]
+    pred_cam = torch.cat([(bs / box_size)[:, None], txy], -1)
+    init = MeshOutput(
+        global_orient=axis_angle_to_matrix(torch.as_tensor(sub["global_orient"]))[:, None],
+        body_pose=axis_angle_to_matrix(pose),
+        betas=torch.as_tensor(sub["betas"]),
+        vertices=torch.zeros(2, 1, 3),
+        keypoints_3d=torch.zeros(2, 1, 3),
+        body_model=model.name,
+        pred_cam=pred_cam,
+        cam_t_full=t_full,
+        focal_length=cam.focal_length,
+    )
+    with torch.no_grad():
+        posed = model(init.global_orient, init.body_pose, init.betas, t_full).keypoint_set("openpose25")
+    reproj_before = (cam.project(posed) - gt["keypoints_2d"]).norm(dim=-1).mean(-1)
+    before = pa_mpjpe_mm(_joints(model, init), gt["joints"])
+    out = fit(gt["keypoints_2d"], gt["confidences"], model, cam, init=init)
+    after = pa_mpjpe_mm(_joints(model, out), gt["joints"])
+    reproj_after = (out.keypoints_2d_full - gt["keypoints_2d"]).norm(dim=-1).mean(-1)
+    # 2D keypoints fix what they see; depth errors of the init they cannot see may remain.
+    assert (reproj_after < reproj_before / 3).all() and after.mean() < before.mean()
+    # The crop camera is re-derived for the same box: converting it back gives the fitted full-image camera,
+    # and the crop keypoints land near the full-image ones (the crop camera is a different, longer lens).
+    back = cam_crop_to_full(out.pred_cam, box_centre, box_size, cam.image_size, cam.focal_length[:, 0])
+    torch.testing.assert_close(back, out.cam_t_full, atol=1e-3, rtol=1e-4)
+    crop_px = (out.keypoints_2d + 0.5) * box_size[:, None, None] + box_centre[:, None] - box_size[:, None, None] / 2
+    assert ((crop_px - out.keypoints_2d_full).norm(dim=-1) < 0.05 * box_size[:, None]).all()
+    torch.testing.assert_close(out.pred_cam_t[:, 2], 2 * 5000 / (256 * out.pred_cam[:, 0]))
+
+
+def test_video_batch_and_warm_start(model, data):
+    sub = _subset(data, [4, 5])
+    frames = 4
+    # Two people moving slowly: the pose drifts a little from frame to frame.
+    seq = []
+    for t in range(frames):
+        s = dict(sub)
+        s["body_pose"] = sub["body_pose"] * (1 + 0.03 * t)
+        s["cam_t"] = sub["cam_t"] + np.array([0.02 * t, 0, 0], dtype=np.float32)
+        seq.append(render_keypoints(s, model))
+    kp = torch.stack([g["keypoints_2d"] for g in seq])  # (T, P, K, 2)
+    conf = torch.stack([g["confidences"] for g in seq])
+    joints = torch.cat([g["joints"] for g in seq])
+    out = fit(kp, conf, model, seq[0]["camera"])
+    assert out.batch_size == frames * 2
+    torch.testing.assert_close(out.betas[0], out.betas[2])  # one shape per person over the frames
+    assert pa_mpjpe_mm(_joints(model, out), joints).mean() < 80
+
+    online = SequenceFitter(model, seq[0]["camera"])
+    errs = []
+    for t in range(frames):
+        res = online.step(kp[t], conf[t])
+        errs.append(pa_mpjpe_mm(_joints(model, res), seq[t]["joints"]))
+    # Warm-started frames stay as good as the cold first frame.
+    assert torch.stack(errs[1:]).mean() < errs[0].mean() + 10
+    with pytest.raises(ValueError, match="reset"):
+        online.step(kp[0, :1], conf[0, :1])
+
+
+def test_bad_inputs_give_clear_errors(model):
+    cam = Camera.full_image(640, 480)
+    kp, conf = torch.zeros(1, 25, 2), torch.ones(1, 25)
+    with pytest.raises(ValueError, match="expected \\(\\.\\.\\., 17, 2\\)"):
+        fit(kp, conf, model, cam, keypoint_format="coco17")
+    with pytest.raises(ValueError, match="confidences has shape"):
+        fit(kp, conf[:, :3], model, cam)
+    with pytest.raises(ValueError, match="torso keypoints"):
+        fit(kp, torch.zeros(1, 25), model, cam)
+    with pytest.raises(ValueError, match="camera has batch"):
+        fit(kp.expand(3, -1, -1), conf.expand(3, -1), model, Camera.full_image(640, 480, batch_size=2))
+    with pytest.raises(ValueError, match="keypoint_3d_alignment"):
+        fit(kp, conf, model, cam, config=FitConfig(keypoint_3d_alignment="affine"))
+
+
+def test_config_yaml_round_trip(tmp_path):
+    cfg = dataclasses.replace(FitConfig(), robust_sigma=0.2)
+    save_yaml(cfg, tmp_path / "fit.yaml")
+    assert load_yaml(FitConfig, tmp_path / "fit.yaml") == cfg
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fit_on_gpu_matches_cpu(model, data):
+    sub = _subset(data, [0])
+    gt = render_keypoints(sub, model)
+    cpu = fit(gt["keypoints_2d"], gt["confidences"], model, gt["camera"], keypoints_3d=gt["keypoints_3d"], device="cpu")
+    gpu = fit(
+        gt["keypoints_2d"], gt["confidences"], model, gt["camera"], keypoints_3d=gt["keypoints_3d"], device="cuda"
+    )
+    assert gpu.vertices.device.type == "cpu"
+    assert math.isclose(pa_mpjpe_mm(_joints(model, gpu), gt["joints"]).item(),
+                        pa_mpjpe_mm(_joints(model, cpu), gt["joints"]).item(), abs_tol=5.0)  # fmt: skip
