@@ -141,3 +141,27 @@ def test_large_batches_are_skinned_in_chunks(monkeypatch):
         results.append([v, j] + [t.grad for t in inp])
     for a, b in zip(*results, strict=True):
         assert torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("failure", ["no oneDNN", "packing fails"])
+def test_float32_without_onednn_products(monkeypatch, failure):
+    import hmr.body.lbs as lbs
+
+    rot, betas, transl = (t.float() for t in _pose(3))
+    ref = _model(dtype=torch.float32)
+    expected = skin(betas, rot, *_arrays(ref), ref.parents, ref.levels, transl)
+    if failure == "no oneDNN":
+        monkeypatch.setattr(lbs, "_ONEDNN_LINEAR", None)
+    else:
+
+        def refuse(w):
+            raise RuntimeError("no")
+
+        monkeypatch.setattr(lbs, "_pack", refuse)
+    m = _model(dtype=torch.float32)  # a fresh model: its constants are built under the patch
+    pose = rot.clone().requires_grad_()
+    v, j = skin(betas, pose, *_arrays(m), m.parents, m.levels, transl)
+    assert lbs._consts(m._v_template_flat, m._shapedirs_flat, m.posedirs, m.weights).dirs_packed is None
+    assert torch.allclose(v, expected[0], atol=1e-5) and torch.allclose(j, expected[1], atol=1e-5)
+    v.sum().backward()
+    assert torch.isfinite(pose.grad).all()

@@ -21,8 +21,14 @@ import torch.nn.functional as F
 # vertex and sample) stays near this size: the allocator then reuses memory, whereas fresh
 # multi-100 MB buffers cost more in page faults than the arithmetic done in them.
 _CHUNK_BYTES = 24 << 20
-# oneDNN's linear (x @ w.T + bias) with prepacked weights; absent in builds without mkldnn.
-_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+# oneDNN's linear (x @ w.T + bias) with prepacked weights; private ops, absent in builds without mkldnn.
+_ONEDNN_LINEAR = (
+    torch.ops.mkldnn._linear_pointwise
+    if torch.backends.mkldnn.is_available()
+    and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    else None
+)
 
 
 def kinematic_levels(parents: list[int]) -> list[list[int]]:
@@ -193,7 +199,11 @@ def _consts(v_template, shapedirs, posedirs, weights) -> _Consts:
     pack = _ONEDNN_LINEAR is not None and weights.device.type == "cpu" and weights.dtype == torch.float32
     # Built outside inference mode so that a cache filled under it still serves training.
     with torch.inference_mode(False), torch.no_grad():
-        consts = _build_consts(*(a if a is None else a.detach() for a in arrays), pack=pack)
+        detached = [a if a is None else a.detach() for a in arrays]
+        try:
+            consts = _build_consts(*detached, pack=pack)
+        except RuntimeError:  # oneDNN refused (unusual CPU or build): the generic products still work
+            consts = _build_consts(*detached, pack=False)
     if id(weights) not in _CONSTS:
         weakref.finalize(weights, _CONSTS.pop, id(weights), None)
     _CONSTS[id(weights)] = ([(weakref.ref(a), ver) for a, ver in key], consts)
