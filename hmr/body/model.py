@@ -18,7 +18,7 @@ from hmr.body.keypoints import (
     smpl_openpose25,
 )
 from hmr.body.lbs import kinematic_levels, skin
-from hmr.geometry.rotation import as_rotation_matrices
+from hmr.geometry.rotation import as_rotation_matrices, axis_angle_to_matrix
 from hmr.io.safe_pickle import load_pickle
 
 SMPL_ENV_VAR = "HMR_SMPL_PATH"
@@ -191,20 +191,28 @@ class BodyModel(nn.Module):
         bsz = given[0].shape[0] if given else 1
         dt, dev = self.v_template.dtype, self.v_template.device
         nj = self.num_joints
-        eye = torch.eye(3, dtype=dt, device=dev)
-        go = (
-            eye.expand(bsz, 1, 3, 3)
-            if global_orient is None
-            else as_rotation_matrices(global_orient, 1, "global_orient")
-        )
-        bp = (
-            eye.expand(bsz, nj - 1, 3, 3) if body_pose is None else as_rotation_matrices(body_pose, nj - 1, "body_pose")
-        )
+        if _is_axis_angle(global_orient, 1) and _is_axis_angle(body_pose, nj - 1):
+            # The common case in one conversion (each call has a fixed cost that dominates small batches).
+            rotmats = axis_angle_to_matrix(
+                torch.cat([global_orient.reshape(-1, 1, 3), body_pose.reshape(-1, nj - 1, 3)], 1)
+            )
+        else:
+            eye = torch.eye(3, dtype=dt, device=dev)
+            go = (
+                eye.expand(bsz, 1, 3, 3)
+                if global_orient is None
+                else as_rotation_matrices(global_orient, 1, "global_orient")
+            )
+            bp = (
+                eye.expand(bsz, nj - 1, 3, 3)
+                if body_pose is None
+                else as_rotation_matrices(body_pose, nj - 1, "body_pose")
+            )
+            rotmats = torch.cat([go, bp], dim=1)
         if betas is None:
             betas = torch.zeros(bsz, 0, dtype=dt, device=dev)
         if betas.dim() != 2 or betas.shape[1] > self.num_betas:
             raise ValueError(f"betas has shape {tuple(betas.shape)}; expected (B, k) with k <= {self.num_betas}")
-        rotmats = torch.cat([go, bp], dim=1)
         vertices, joints = skin(
             betas, rotmats, self._v_template_flat, self._shapedirs_flat, self.posedirs, self.j_template,
             self.j_shapedirs, self.weights, self.parents, self.levels, transl,
@@ -390,6 +398,10 @@ def load_vertex_regressor(path: str | os.PathLike, set_name: str, model: BodyMod
     if names is None or len(names) != mat.shape[0]:
         names = tuple(f"{set_name}_{i}" for i in range(mat.shape[0]))
     return KeypointSet.from_dense(names, None, mat, model.num_joints)
+
+
+def _is_axis_angle(x: torch.Tensor | None, num_joints: int) -> bool:
+    return x is not None and x.shape[1:] in ((3 * num_joints,), (num_joints, 3))
 
 
 def _check_shape(name: str, arr: np.ndarray, shape: tuple) -> None:
