@@ -244,3 +244,19 @@ def test_network_checkpoint_path(tmp_path, pipeline):
         assert rec["method"] == frame.method
     with pytest.raises(ValueError, match="refine needs"):
         Pipeline(body_model=pipeline.body_model, refine=True)
+
+
+@pytest.mark.slow
+def test_default_settings_fit_within_5_percent():
+    """What users get (default fitting settings): every person of basketball1.png within 5% of its box
+    diagonal (median over confident landmarks)."""
+    people = Pipeline()(_read(BASKETBALL)).people
+    assert len(people) == 2
+    for p in people:
+        assert reprojection_error(p) < 0.05 * float(np.linalg.norm(p.box[2:] - p.box[:2]))
+
+
+def _read(path):
+    from hmr.inference.images import read_image
+
+    return read_image(path)

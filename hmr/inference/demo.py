@@ -375,10 +375,10 @@ def run(args: argparse.Namespace) -> int:
     inputs = collect_inputs(args.paths) if args.paths else []
     if args.paths and not inputs:
         raise ValueError(f"no images or videos found in {', '.join(map(str, args.paths))}")
+    live = args.camera is not None
     pipeline = Pipeline(smpl=args.smpl, checkpoint=args.checkpoint, refine=args.refine, device=args.device,
                         focal=args.focal, intrinsics=args.intrinsics, tiles=not args.no_tiles,
                         threshold=args.threshold)  # fmt: skip
-    live = args.camera is not None
     detect_every = args.detect_every or (5 if live else 1)
     demo = Demo(pipeline, args.out, args.mesh_format, args.overwrite, detect_every)
     if live:

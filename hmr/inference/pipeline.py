@@ -7,6 +7,7 @@ camera. With a checkpoint: detect -> crop -> HMR 2.0 network -> optional refinem
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -111,6 +112,7 @@ class Pipeline:
         self.fit_config = fit_config
         self.detector = PersonDetector(threshold=threshold, tiles=tiles, device=device)
         self.pose = PoseEstimator()
+        self._fitters: dict[tuple, object] = {}
 
     @property
     def method(self) -> str:
@@ -121,12 +123,13 @@ class Pipeline:
     def camera(self, width: int, height: int) -> Camera:
         return make_camera(width, height, self.focal, self.intrinsics)
 
-    def __call__(self, image: np.ndarray, boxes: Detections | None = None, init: list[MeshOutput | None] | None = None,
-                 observations=None) -> FrameResult:  # fmt: skip
+    def __call__(self, image: np.ndarray, boxes: Detections | None = None,
+                 previous: list[MeshOutput | None] | None = None, observations=None) -> FrameResult:  # fmt: skip
         """People and meshes in one RGB uint8 image.
 
-        boxes: skip detection and use these. init: per observed person a previous mesh to start fitting from
-        (video warm start) or None. observations: already computed :func:`observe_people` output.
+        boxes: skip detection and use these. previous: per observed person its mesh in the previous video
+        frame (fitting then starts there and runs the config's short ``warm_stages``) or None.
+        observations: already computed :func:`observe_people` output.
         """
         h, w = image.shape[:2]
         camera = self.camera(w, h)
@@ -136,9 +139,9 @@ class Pipeline:
             net = self._run_network(image, np.stack([p.box for p in obs]), camera)
             meshes = [net[i] for i in range(len(obs))]
             if self.refine:
-                meshes = self._fit(obs, camera, meshes)
+                meshes = self._fit(obs, camera, meshes, warm=False)
         elif obs:
-            meshes = self._fit(obs, camera, init or [None] * len(obs))
+            meshes = self._fit(obs, camera, previous or [None] * len(obs), warm=True)
         people = [
             PersonResult(p.box, p.score, p.source, p.keypoints, m.detach().to("cpu") if m is not None else None)
             for p, m in zip(obs, meshes, strict=True)
@@ -160,28 +163,42 @@ class Pipeline:
                 focal_length=camera.focal_length[:, 0].expand(n),
             )
 
-    def _fit(self, obs, camera: Camera, init: list[MeshOutput | None]) -> list[MeshOutput | None]:
-        """Fit everyone with landmarks; people with a starting mesh and people without are fitted in two
-        batches (``fit`` takes one ``init`` for the whole batch). Others keep their ``init`` (or None)."""
-        from hmr.fitting import fit
+    def _fitter(self, camera: Camera, warm: bool):
+        """A fitter for this camera, kept across calls: building one (keypoint maps, reduced body model)
+        costs more than a warm-started fit. ``warm``: starts are previous video frames, refined with the
+        config's ``warm_stages``; otherwise starts are network outputs, refined with ``refine_stages``."""
+        from hmr.fitting import FitConfig, SequenceFitter
 
-        out = list(init)
+        key = (warm, *torch.cat([camera.focal_length, camera.principal_point, camera.image_size], 1)[0].tolist())
+        if key not in self._fitters:
+            cfg = self.fit_config or FitConfig()
+            if warm:
+                cfg = dataclasses.replace(cfg, refine_stages=cfg.warm_stages)
+            self._fitters[key] = SequenceFitter(
+                self.body_model, camera.to(self.device), KEYPOINT_FORMAT, cfg, self.device
+            )
+        return self._fitters[key]
+
+    def _fit(self, obs, camera: Camera, start: list[MeshOutput | None], warm: bool) -> list[MeshOutput | None]:
+        """Fit everyone with landmarks: people with a starting mesh in one batch, the others (cold) in another.
+        People without landmarks keep their start (or None).
+
+        Each batch is fitted on its own (``reset()``: no temporal term across calls, whose people may differ);
+        video smoothing is done per track afterwards (``hmr.inference.video``)."""
+        fitter = self._fitter(camera, warm)
+        out = list(start)
         with_kp = [i for i, p in enumerate(obs) if p.keypoints is not None]
-        for group in ([i for i in with_kp if init[i] is not None], [i for i in with_kp if init[i] is None]):
+        for group in ([i for i in with_kp if start[i] is not None], [i for i in with_kp if start[i] is None]):
             if not group:
                 continue
             kps = [obs[i].keypoints for i in group]
-            start = _cat([init[i] for i in group]) if init[group[0]] is not None else None
-            res = fit(
-                np.stack([k.keypoints_2d for k in kps]),
-                np.stack([k.confidence for k in kps]),
-                self.body_model,
-                camera.to(self.device),
-                init=start.to(self.device) if start is not None else None,
-                keypoints_3d=np.stack([k.keypoints_3d for k in kps]),
-                keypoint_format=KEYPOINT_FORMAT,
-                config=self.fit_config,
-                device=self.device,
+            init = _cat([start[i] for i in group]) if start[group[0]] is not None else None
+            fitter.reset()
+            res = fitter.step(
+                torch.from_numpy(np.stack([k.keypoints_2d for k in kps])).to(self.device),
+                torch.from_numpy(np.stack([k.confidence for k in kps])).to(self.device),
+                torch.from_numpy(np.stack([k.keypoints_3d for k in kps])).to(self.device),
+                init=init.to(self.device) if init is not None else None,
             )
             for j, i in enumerate(group):
                 out[i] = res[j]
@@ -190,8 +207,6 @@ class Pipeline:
 
 def _cat(meshes: list[MeshOutput]) -> MeshOutput:
     """Concatenate batch-1 MeshOutputs along the batch (tensor fields present in all of them)."""
-    import dataclasses
-
     first = meshes[0]
     fields = {}
     for f in dataclasses.fields(first):

@@ -59,7 +59,7 @@ class VideoSession:
             np.array([o.box for o in obs], np.float32).reshape(-1, 4),
             [o.keypoints.keypoints_3d if o.keypoints is not None else None for o in obs],
         )
-        frame = p(image, init=[self._mesh.get(t) for t in ids], observations=obs)
+        frame = p(image, previous=[self._mesh.get(t) for t in ids], observations=obs)
         smoothed = {}
         for person, tid in zip(frame.people, ids, strict=True):
             person.track_id = tid
