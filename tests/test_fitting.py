@@ -16,6 +16,7 @@ from hmr.fitting import JOINT_LIMITS, FitConfig, PosePrior, ReducedBodyModel, Se
 from hmr.fitting.synthetic import (
     limb_rotation_deg,
     load_synthetic_set,
+    make_clip,
     make_synthetic_set,
     pa_mpjpe_mm,
     render_keypoints,
@@ -193,30 +194,26 @@ def test_refinement_from_a_network_style_init_keeps_crop_fields(model, data):
 
 
 def test_video_batch_and_warm_start(model, data):
-    sub = _subset(data, [4, 5])
-    frames = 4
-    # Two people moving slowly: the pose drifts a little from frame to frame.
-    seq = []
-    for t in range(frames):
-        s = dict(sub)
-        s["body_pose"] = sub["body_pose"] * (1 + 0.03 * t)
-        s["cam_t"] = sub["cam_t"] + np.array([0.02 * t, 0, 0], dtype=np.float32)
-        seq.append(render_keypoints(s, model))
-    kp = torch.stack([g["keypoints_2d"] for g in seq])  # (T, P, K, 2)
-    conf = torch.stack([g["confidences"] for g in seq])
-    joints = torch.cat([g["joints"] for g in seq])
-    out = fit(kp, conf, model, seq[0]["camera"])
+    frames = 6
+    clips = [make_clip(data, i, i + 10, frames) for i in (4, 5)]  # two people moving (fast: 1/5 pose a frame)
+    seq = [[render_keypoints(clip[t], model) for clip in clips] for t in range(frames)]
+    kp = torch.stack([torch.cat([g["keypoints_2d"] for g in frame]) for frame in seq])  # (T, P, K, 2)
+    conf = torch.stack([torch.cat([g["confidences"] for g in frame]) for frame in seq])
+    joints = torch.cat([g["joints"] for frame in seq for g in frame])
+    camera = Camera(*(torch.cat([getattr(g["camera"], f) for g in seq[0]]) for f in ("focal_length", "principal_point", "image_size")))  # fmt: skip
+    out = fit(kp, conf, model, camera)
     assert out.batch_size == frames * 2
     torch.testing.assert_close(out.betas[0], out.betas[2])  # one shape per person over the frames
-    assert pa_mpjpe_mm(_joints(model, out), joints).mean() < 80
+    batch_err = pa_mpjpe_mm(_joints(model, out), joints)
+    assert batch_err.mean() < 80
 
-    online = SequenceFitter(model, seq[0]["camera"])
+    online = SequenceFitter(model, camera)
     errs = []
     for t in range(frames):
         res = online.step(kp[t], conf[t])
-        errs.append(pa_mpjpe_mm(_joints(model, res), seq[t]["joints"]))
-    # Warm-started frames stay as good as the cold first frame.
-    assert torch.stack(errs[1:]).mean() < errs[0].mean() + 10
+        errs.append(pa_mpjpe_mm(_joints(model, res), joints[2 * t : 2 * t + 2]))
+    # Warm-started frames (with restarts where the warm start lost the person) about match the batch fit.
+    assert torch.cat(errs).mean() < batch_err.mean() + 15
     with pytest.raises(ValueError, match="reset"):
         online.step(kp[0, :1], conf[0, :1])
 

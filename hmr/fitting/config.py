@@ -45,13 +45,18 @@ class FitConfig:
     # Optional short stages run on every flip hypothesis before choosing (none by default: choosing right
     # after the inverse kinematics, by data, joint limits and the regulariser, worked as well and is cheaper).
     flip_stages: tuple[StageConfig, ...] = ()
-    final_stages: tuple[StageConfig, ...] = (StageConfig(iterations=80, lr=0.02, prior_scale=0.01),)
-    # Stages used instead when starting from ``init`` (network refinement, warm start in video).
+    final_stages: tuple[StageConfig, ...] = (StageConfig(iterations=300, lr=0.03, prior_scale=0.01),)
+    # Stages used instead when starting from ``init`` (network refinement), and by SequenceFitter for every
+    # frame after the first (warm start from the previous frame, whose pose the regulariser then pulls to).
     refine_stages: tuple[StageConfig, ...] = (StageConfig(iterations=40, lr=0.01, prior_scale=1.0),)
+    warm_stages: tuple[StageConfig, ...] = (StageConfig(iterations=10, lr=0.02, prior_scale=1.0),)
+    # A warm-started person whose mean reprojection error (in units of their 2D size) exceeds this is fitted
+    # again from scratch.
+    warm_restart_error: float = 0.02
     # Yaw angles (about the body's vertical axis) tried by stage 1, and how many of the best are carried
     # through the first pose stage (the lowest cost wins).
     yaw_hypotheses: int = 12
-    orientation_hypotheses: int = 2
+    orientation_hypotheses: int = 3
     # Geman-McClure scale, in units of the person's 2D size.
     robust_sigma: float = 0.1
     keypoint_weight: float = 1.0
@@ -59,11 +64,11 @@ class FitConfig:
     # How ``keypoints_3d`` relate to the model: "similarity" (unknown rotation, scale and origin, e.g.
     # BlazePose world landmarks) or "translation" (camera-frame orientation, metric, unknown origin).
     keypoint_3d_alignment: str = "similarity"
-    pose_weight: float = 1e-4
+    pose_weight: float = 3e-4
     # Extra regulariser weight on limb twists and off-hinge turns of elbows/knees (see hmr.fitting.priors).
     twist_weight: float = 4.0
     shape_weight: float = 1e-4
-    limit_weight: float = 1.0
+    limit_weight: float = 10.0
     bending_weight: float = 1.0
     # Temporal smoothness: squared joint acceleration (metres per frame^2) over the frames axis, or against the
     # constant-velocity prediction from the two previous frames (SequenceFitter).

@@ -119,23 +119,16 @@ def fit(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     fitter = _Fitter(body_model, keypoint_format, cfg, torch.device(device))
     targets = fitter.targets(kp2d, confidences, keypoints_3d, camera, frames, people)
-    params = fitter.initial_params(targets, init)
-    if init is not None:
-        if init.cam_t_full is None:
-            params = fitter.fit_camera(params, targets, keep_orient=True)
-        for stage in cfg.refine_stages:
-            fitter.run_stage(params, targets, stage)
-    else:
-        params = fitter.fit_cold(params, targets)
+    params = fitter.solve(fitter.initial_params(targets, init), targets, init, cfg.refine_stages)
     return fitter.output(params, targets, init).to(out_device)
 
 
 class SequenceFitter:
     """Online fitting of a video, frame by frame: each frame starts from the previous frame's result.
 
-    The first frame is fitted cold (or from ``init``); later frames run ``config.refine_stages`` with a
-    temporal term that penalises the joints' acceleration (constant-velocity prediction from the two previous
-    frames). People are identified by their index in every frame (tracking is the caller's job).
+    The first frame is fitted cold (or from ``init`` with ``config.refine_stages``); later frames run
+    ``config.warm_stages`` from the previous frame with a temporal term that penalises the joints'
+    acceleration (constant-velocity prediction from the two previous frames). People are identified by their index in every frame (tracking is the caller's job).
     """
 
     def __init__(self, body_model: BodyModel, camera: Camera, keypoint_format: str = "openpose25",
@@ -164,16 +157,18 @@ class SequenceFitter:
                 f"frame has {kp2d.shape[0]} people but the previous frame had {start.batch_size}; call reset()"
             )
         targets = f.targets(kp2d, confidences, keypoints_3d, self.camera, 1, kp2d.shape[0])
-        params = f.initial_params(targets, start)
-        if start is None:
-            params = f.fit_cold(params, targets)
-        else:
-            if start.cam_t_full is None:
-                params = f.fit_camera(params, targets, keep_orient=True)
-            if len(self._joints) >= 2:
-                targets.joint_prediction = 2 * self._joints[-1] - self._joints[-2]
-            for stage in self.cfg.refine_stages:
-                f.run_stage(params, targets, stage)
+        if start is not None and len(self._joints) >= 2:
+            targets.joint_prediction = 2 * self._joints[-1] - self._joints[-2]
+        stages = self.cfg.refine_stages if init is not None else self.cfg.warm_stages
+        params = f.solve(f.initial_params(targets, start), targets, start, stages, flips=init is None)
+        if start is not None and init is None:
+            # People the warm start lost (fast motion, a tracking swap) are fitted again from scratch.
+            lost = torch.nonzero(f.reprojection_error(params, targets) > self.cfg.warm_restart_error)[:, 0]
+            if len(lost):
+                sub = targets.subset(lost)
+                cold = f.fit_cold(f.initial_params(sub, None), sub)
+                for name in ("orient", "body_pose", "betas", "cam"):
+                    getattr(params, name)[lost] = getattr(cold, name)
         out = f.output(params, targets, init)
         self._previous = out
         with torch.no_grad():
@@ -210,6 +205,12 @@ class _Targets:
         cam = Camera(rep(self.camera.focal_length), rep(self.camera.principal_point), rep(self.camera.image_size))
         opt = {k: None if getattr(self, k) is None else rep(getattr(self, k)) for k in ("kp3d", "conf3d", "joint_prediction", "pose_anchor")}  # fmt: skip
         return _Targets(rep(self.kp2d), rep(self.conf), rep(self.scale), cam, self.frames, self.people * h, **opt)
+
+    def subset(self, idx: torch.Tensor) -> _Targets:
+        """People ``idx`` of a single-frame target set, without the warm-start terms."""
+        cam = Camera(*(x[idx] for x in (self.camera.focal_length, self.camera.principal_point, self.camera.image_size)))
+        opt = {k: None if getattr(self, k) is None else getattr(self, k)[idx] for k in ("kp3d", "conf3d")}
+        return _Targets(self.kp2d[idx], self.conf[idx], self.scale[idx], cam, 1, len(idx), **opt)
 
 
 @dataclasses.dataclass
@@ -455,6 +456,27 @@ class _Fitter:
     def run_stage(self, p: _Params, t: _Targets, stage: StageConfig) -> None:
         free = [p.orient, p.cam, p.body_pose] + ([p.betas] if stage.shape else [])
         self._optimise(p, t, stage, t.conf, free, stage)
+
+    @torch.no_grad()
+    def reprojection_error(self, p: _Params, t: _Targets) -> torch.Tensor:
+        """(N,) confidence-weighted mean keypoint distance in units of each person's 2D size."""
+        kp, _ = self.forward(p, t)
+        r = (t.camera.project(kp) - t.kp2d).norm(dim=-1) / t.scale[:, None]
+        return (r * t.conf).sum(-1) / t.conf.sum(-1).clamp_min(1e-9)
+
+    def solve(self, p: _Params, t: _Targets, start: MeshOutput | None, stages: tuple[StageConfig, ...],
+              flips: bool = False) -> _Params:  # fmt: skip
+        """Cold fit, or ``stages`` from ``start`` (camera estimated first if it has none), each after a limb
+        flip search when ``flips``."""
+        if start is None:
+            return self.fit_cold(p, t)
+        if start.cam_t_full is None:
+            p = self.fit_camera(p, t, keep_orient=True)
+        for stage in stages:
+            if flips and self.cfg.flip_search and self.limbs:
+                p = self._flip_search(p, t, stage)
+            self.run_stage(p, t, stage)
+        return p
 
     def fit_cold(self, p: _Params, t: _Targets) -> _Params:
         """From the mean pose: camera hypotheses and the first pose stage, keep each person's cheapest

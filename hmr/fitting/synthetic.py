@@ -163,6 +163,17 @@ def render_keypoints(data: dict, body_model: BodyModel, keypoint_format: str = "
     }
 
 
+def make_clip(data: dict, index: int, target: int, frames: int) -> list[dict]:
+    """A clip of ``frames`` frames of person ``index`` (their shape, camera and place) whose pose moves
+    linearly (in axis-angle, so within the joint limits) to the pose of person ``target``."""
+    clip = []
+    for t in np.linspace(0.0, 1.0, frames):
+        frame = {k: (v[[index]] if v.ndim and v.shape[0] == len(data["betas"]) else v) for k, v in data.items()}
+        frame["body_pose"] = ((1 - t) * data["body_pose"][[index]] + t * data["body_pose"][[target]]).astype(np.float32)
+        clip.append(frame)
+    return clip
+
+
 def pa_mpjpe_mm(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(B, J, 3) x2 -> (B,) mean joint error after similarity Procrustes alignment, millimetres."""
     return (procrustes_align(pred.double(), target.double()) - target.double()).norm(dim=-1).mean(-1) * 1000
