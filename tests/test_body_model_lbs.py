@@ -28,7 +28,10 @@ def _pose(b, dtype=torch.float64, seed=0):
 
 
 @pytest.mark.parametrize(("batch", "with_transl", "fast_mode"), [(1, True, False), (3, True, True), (2, False, True)])
-def test_skin_gradcheck_inputs(batch, with_transl, fast_mode):
+def test_skin_gradcheck_inputs(monkeypatch, batch, with_transl, fast_mode):
+    import hmr.body.lbs as lbs
+
+    monkeypatch.setattr(lbs, "_BLOCK_BYTES", 2 * 12 * 24 * 8)  # blocks of two samples
     m = _model(num_vertices=24)
     rot, betas, transl = _pose(batch)
     inputs = [betas.requires_grad_(), rot.requires_grad_()] + ([transl.requires_grad_()] if with_transl else [])
@@ -39,9 +42,12 @@ def test_skin_gradcheck_inputs(batch, with_transl, fast_mode):
     assert torch.autograd.gradcheck(f, inputs, fast_mode=fast_mode)
 
 
-def test_skin_gradcheck_model_arrays():
+def test_skin_gradcheck_model_arrays(monkeypatch):
     """Gradients also reach the model arrays when they require them (e.g. fitting a body model)."""
-    m = _model(num_vertices=16)
+    import hmr.body.lbs as lbs
+
+    monkeypatch.setattr(lbs, "_BLOCK_BYTES", 12 * 24 * 8)  # one sample per block: gradients summed over blocks
+    m = _model(num_vertices=24)
     rot, betas, transl = _pose(2)
     arrays = [a.clone().requires_grad_() for a in _arrays(m)]
 
@@ -127,14 +133,15 @@ def test_batch_sizes_agree():
         np.testing.assert_allclose(one[0].numpy(), full[i].numpy(), atol=2e-6)
 
 
-def test_large_batches_are_skinned_in_chunks(monkeypatch):
+@pytest.mark.parametrize("constant", ["_CHUNK_BYTES", "_BLOCK_BYTES"])
+def test_large_batches_are_skinned_in_chunks(monkeypatch, constant):
     import hmr.body.lbs as lbs
 
     m = _model()
     rot, betas, transl = _pose(7)
     results = []
     for chunk_bytes in (1 << 40, 3 * 12 * 40 * 8):  # whole batch; chunks of 3 (40 vertices, float64)
-        monkeypatch.setattr(lbs, "_CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(lbs, constant, chunk_bytes)
         inp = [t.clone().requires_grad_() for t in (betas, rot, transl)]
         v, j = skin(inp[0], inp[1], *_arrays(m), m.parents, m.levels, inp[2])
         (v.square().sum() + j.sum()).backward()

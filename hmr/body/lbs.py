@@ -21,6 +21,9 @@ import torch.nn.functional as F
 # vertex and sample) stays near this size: the allocator then reuses memory, whereas fresh
 # multi-100 MB buffers cost more in page faults than the arithmetic done in them.
 _CHUNK_BYTES = 24 << 20
+# Within a chunk, the per-vertex transforms are made and used in blocks of about this size, which
+# stay in cache between the product that writes them and the passes that read them.
+_BLOCK_BYTES = 3 << 20
 # oneDNN's linear (x @ w.T + bias) with prepacked weights; private ops, absent in builds without mkldnn.
 _ONEDNN_LINEAR = (
     torch.ops.mkldnn._linear_pointwise
@@ -100,6 +103,13 @@ def _pack(w: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(w.contiguous())
 
 
+def _product(x: torch.Tensor, w: torch.Tensor | None, bias: torch.Tensor | None, packed: torch.Tensor | None):
+    """``x @ w.T + bias``, through oneDNN when ``packed`` (the packed form of ``w``) is given."""
+    if packed is not None:
+        return _ONEDNN_LINEAR(x, packed, bias, "none", [], "")
+    return F.linear(x, w, bias)
+
+
 class _Linear(torch.autograd.Function):
     """``x @ w.T + bias`` for a constant-layout ``w``; ``packed`` = oneDNN forms of (w, w.T) or None.
 
@@ -111,17 +121,14 @@ class _Linear(torch.autograd.Function):
     def forward(ctx, x, w, bias, packed):
         ctx.save_for_backward(x, w)
         ctx.packed = packed
-        if packed is not None:
-            return _ONEDNN_LINEAR(x, packed[0], bias, "none", [], "")
-        return F.linear(x, w, bias)
+        return _product(x, w, bias, packed and packed[0])
 
     @staticmethod
     def backward(ctx, grad):
         x, w = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            packed = ctx.packed
-            grad_x = grad @ w if packed is None else _ONEDNN_LINEAR(grad, packed[1], None, "none", [], "")
+            grad_x = _product(grad, None if w is None else w.T, None, ctx.packed and ctx.packed[1])
         if ctx.needs_input_grad[1]:
             grad_w = grad.T @ x
         if ctx.needs_input_grad[2]:
@@ -129,34 +136,60 @@ class _Linear(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None
 
 
-class _ApplyTransforms(torch.autograd.Function):
-    """Skinned vertices ``out[b,v,c] = sum_k m[b,c,k,v] x[b,k,v] + m[b,c,3,v]``; m (B,3,4,V), x (B,3,V).
+class _SkinVertices(torch.autograd.Function):
+    """Skinned vertices (B,V,3): ``out[b,v,:] = m[b,:,:3,v] @ x[b,:,v] + m[b,:,3,v]`` where
+    ``m = (per_joint @ weights.T).view(B,3,4,V)`` blends the joint transforms per vertex.
 
-    Written out so that each step is one pass along contiguous vertices; autograd's generic backward
-    for the slices allocated and zero-filled a full-size gradient per slice.
+    per_joint (12B, J+1), weights (V, J+1) with ``packed`` its oneDNN forms (or None), x (B,3,V) the
+    rest-pose vertices. Runs in blocks of ``block`` samples so that each block of ``m`` (and of its
+    gradient) is still in cache when the elementwise passes read it; every pass runs along
+    contiguous vertices. Written out also because autograd's generic backward for the slices
+    allocated and zero-filled a full-size gradient per slice.
     """
 
     @staticmethod
-    def forward(ctx, m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(m, x)
-        y = torch.addcmul(m[:, :, 3], m[:, :, 0], x[:, 0:1])
-        y.addcmul_(m[:, :, 1], x[:, 1:2]).addcmul_(m[:, :, 2], x[:, 2:3])
-        # Transposing at the end is cheaper than writing each pass with stride 3.
-        return y.transpose(1, 2).contiguous()
+    def forward(ctx, per_joint, weights, x, packed, block):
+        b, nv = x.shape[0], x.shape[2]
+        keep = any(ctx.needs_input_grad[:3])
+        out = x.new_empty(b, nv, 3)
+        blocks = []
+        for s in range(0, b, block):
+            m = _product(per_joint[12 * s : 12 * (s + block)], weights, None, packed and packed[0]).view(-1, 3, 4, nv)
+            xs = x[s : s + block]
+            y = torch.addcmul(m[:, :, 3], m[:, :, 0], xs[:, 0:1])
+            y.addcmul_(m[:, :, 1], xs[:, 1:2]).addcmul_(m[:, :, 2], xs[:, 2:3])
+            out[s : s + block] = y.transpose(1, 2)
+            if keep:
+                blocks.append(m)
+        ctx.save_for_backward(per_joint, weights, x, *blocks)
+        ctx.packed, ctx.block = packed, block
+        return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        m, x = ctx.saved_tensors
-        g = grad.transpose(1, 2).contiguous()  # (B,3,V)
-        grad_m = grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_m = torch.empty_like(m)
-            torch.mul(g[:, :, None], x[:, None], out=grad_m[:, :, :3])
-            grad_m[:, :, 3] = g
-        if ctx.needs_input_grad[1]:
-            grad_x = torch.mul(m[:, 0, :3], g[:, 0:1])
-            grad_x.addcmul_(m[:, 1, :3], g[:, 1:2]).addcmul_(m[:, 2, :3], g[:, 2:3])
-        return grad_m, grad_x
+        per_joint, weights, x, *blocks = ctx.saved_tensors
+        need_pj, need_w, need_x = ctx.needs_input_grad[:3]
+        nv = x.shape[2]
+        grad_pj = torch.empty_like(per_joint) if need_pj else None
+        grad_w = torch.zeros_like(weights) if need_w else None
+        grad_x = torch.empty_like(x) if need_x else None
+        for s, m in zip(range(0, x.shape[0], ctx.block), blocks, strict=True):
+            rows = slice(12 * s, 12 * (s + m.shape[0]))
+            g = grad[s : s + m.shape[0]].transpose(1, 2).contiguous()  # (n,3,V)
+            if need_x:
+                gx = torch.mul(m[:, 0, :3], g[:, 0:1], out=grad_x[s : s + m.shape[0]])
+                gx.addcmul_(m[:, 1, :3], g[:, 1:2]).addcmul_(m[:, 2, :3], g[:, 2:3])
+            if need_pj or need_w:
+                gm = torch.empty_like(m)
+                torch.mul(g[:, :, None], x[s : s + m.shape[0], None], out=gm[:, :, :3])
+                gm[:, :, 3] = g
+                gm = gm.view(-1, nv)
+                if need_pj:
+                    w_t = None if weights is None else weights.T
+                    grad_pj[rows] = _product(gm, w_t, None, ctx.packed and ctx.packed[1])
+                if need_w:
+                    grad_w.addmm_(gm.T, per_joint[rows])
+        return grad_pj, grad_w, grad_x, None, None
 
 
 class _Consts(NamedTuple):
@@ -259,6 +292,6 @@ def skin(
     per_joint = torch.cat([rot, offset[..., None]], -1).permute(0, 2, 3, 1)  # (B,3,4,J)
     tcol = betas.new_zeros(b, 3, 4, 1) if transl is None else F.pad(transl[:, :, None, None], (0, 0, 3, 0))
     per_joint = torch.cat([per_joint, tcol], -1).view(b * 12, nj + 1)
-    m = _Linear.apply(per_joint, consts.weights, None, consts.weights_packed).view(b, 3, 4, -1)
-    verts = _ApplyTransforms.apply(m, x)
+    block = max(1, _BLOCK_BYTES // (12 * weights.shape[0] * betas.element_size()))
+    verts = _SkinVertices.apply(per_joint, consts.weights, x, consts.weights_packed, block)
     return verts, (joints if transl is None else joints + transl[:, None]).contiguous()
