@@ -100,7 +100,10 @@ def main() -> None:
         "alignment). Time per person of the batched fit (all 60 at once).\n\n"
         + table(["input", "mean", "median", "90%", "max", "pass", "s/person"], acc)
         + f"\n\nElbows/knees bent backwards in the fits: {backwards} (of {4 * n * len(acc)} hinges).\n\n"
-        f"CPU time, 1 thread: {machine()}.\n\n" + table(["case", "ms per person"], timing)
+        f"CPU time, 1 thread: {machine()}. The machine is shared with other jobs, so times vary (up to about 2x) "
+        "with its load. Cold fits run 540 Adam steps (3 orientation hypotheses in the first 120), so batching "
+        "people or frames amortises the per-step overhead; warm frames run 10 steps after a limb flip search.\n\n"
+        + table(["case", "ms per person"], timing)
     )
     write_section("fitting", md)
 

@@ -435,7 +435,7 @@ class _Fitter:
             i = err.argmin(0)
             pick.append(i)
             for d in (-1, 0, 1):
-                err[(i + d) % len(hyps), torch.arange(n)] = math.inf
+                err[(i + d) % len(hyps), torch.arange(n, device=self.device)] = math.inf
         while len(pick) < h:
             pick.append(pick[0])
         idx = torch.stack(pick, -1)  # (N, h)
