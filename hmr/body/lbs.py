@@ -1,10 +1,11 @@
 """Functional core of SMPL-family linear blend skinning (no module state, any vertex count).
 
-Speed notes (measured by benchmarks/bench_body_model.py): the work is three matrix products (blend
-shapes, skinning weights, and their transposes in backward) plus a few passes over per-vertex
-tensors. Vertex data is kept coordinate-major, (B, 3, V), so every elementwise pass runs along
-contiguous vertices, and the products run on float32 CPU through oneDNN with weights packed once
-(much faster than the generic BLAS path on CPUs where that BLAS does not use AVX-512).
+Speed notes (measured by benchmarks/bench_body_model.py): the arithmetic is two matrix products,
+blend shapes and skinning weights (and their transposes in backward), plus a few passes over
+per-vertex tensors. Vertex data is kept coordinate-major, (B, 3, V), so every elementwise pass runs
+along contiguous vertices. On float32 CPU the products run through oneDNN with weights packed once,
+2-3x faster than torch.mm where the BLAS behind it does not use AVX-512 (as on the AMD machine of
+the benchmark); elsewhere (float64, GPU, no oneDNN) they are ordinary torch products.
 """
 
 from __future__ import annotations
