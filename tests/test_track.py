@@ -32,6 +32,14 @@ def test_tracker_uses_3d_joints_when_boxes_overlap():
     assert swapped == [first[1], first[0]]
 
 
+def test_tracker_does_not_jump_across_the_image_on_similar_poses():
+    pose = np.zeros((33, 3))
+    tr = Tracker()
+    (first,) = tr.update(np.array([[0, 0, 40, 100]]), [pose])
+    (second,) = tr.update(np.array([[400, 0, 440, 100]]), [pose + 0.01])  # same pose, elsewhere
+    assert second != first
+
+
 def test_tracker_new_and_expired_tracks():
     tr = Tracker(max_age=2)
     (i0,) = tr.update(np.array([[0, 0, 10, 20]]))

@@ -33,17 +33,16 @@ class Track:
 class Tracker:
     """Hungarian assignment over cost ``(1 - IoU) + joint_weight * mean joint distance (m)``.
 
-    A pair is admissible when IoU >= ``min_iou`` or (both have joints) the mean joint distance is at most
-    ``max_joint_dist`` metres. Boxes are predicted with a constant velocity for frames without detections.
+    A pair is admissible when IoU >= ``min_iou``, or when both have joints whose mean distance is at most
+    ``max_joint_dist`` metres and the box centres are at most ``max_shift`` box heights apart (walking poses
+    look alike: joints alone would hand a track to someone across the image). Boxes are predicted with a
+    constant velocity for frames without detections.
     """
 
-    def __init__(self, min_iou: float = 0.2, max_joint_dist: float = 0.5, joint_weight: float = 1.0, max_age: int = 10):
-        self.min_iou, self.max_joint_dist, self.joint_weight, self.max_age = (
-            min_iou,
-            max_joint_dist,
-            joint_weight,
-            max_age,
-        )
+    def __init__(self, min_iou: float = 0.2, max_joint_dist: float = 0.5, joint_weight: float = 1.0,
+                 max_age: int = 10, max_shift: float = 0.5):  # fmt: skip
+        self.min_iou, self.max_joint_dist, self.joint_weight = min_iou, max_joint_dist, joint_weight
+        self.max_age, self.max_shift = max_age, max_shift
         self.tracks: list[Track] = []
         self._next_id = 0
 
@@ -62,7 +61,10 @@ class Tracker:
                 for k, t in enumerate(self.tracks):
                     if j_new is not None and t.joints is not None and j_new.shape == t.joints.shape:
                         dist[i, k] = float(np.linalg.norm(j_new - t.joints, axis=-1).mean())
-            ok = (iou >= self.min_iou) | (dist <= self.max_joint_dist)
+            centre = (boxes[:, None, :2] + boxes[:, None, 2:] - pred[None, :, :2] - pred[None, :, 2:]) / 2
+            height = (boxes[:, None, 3] - boxes[:, None, 1] + pred[None, :, 3] - pred[None, :, 1]) / 2
+            near = np.linalg.norm(centre, axis=-1) <= self.max_shift * height
+            ok = (iou >= self.min_iou) | ((dist <= self.max_joint_dist) & near)
             cost = (1 - iou) + self.joint_weight * np.where(np.isfinite(dist), np.minimum(dist, 1.0), 1.0)
             cost = np.where(ok, cost, 1e6)
             rows, cols = linear_sum_assignment(cost)
