@@ -190,3 +190,15 @@ def test_pose_input_formats_give_the_same_body():
         assert torch.allclose(m(**kw).vertices, base, atol=1e-12)
     assert torch.allclose(m(body_pose=bp).vertices, m(global_orient=torch.zeros(2, 3, dtype=torch.float64),
                                                       body_pose=bp).vertices, atol=1e-12)  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_empty_batch(dtype):
+    """No people in a frame is a batch of 0: empty outputs and gradients, no error."""
+    m = _model(dtype=dtype)
+    pose = torch.zeros(0, 69, dtype=dtype, requires_grad=True)
+    out = m(global_orient=torch.zeros(0, 3, dtype=dtype), body_pose=pose, betas=torch.zeros(0, 10, dtype=dtype),
+            transl=torch.zeros(0, 3, dtype=dtype))  # fmt: skip
+    assert out.vertices.shape == (0, 40, 3) and out.joints.shape == (0, 24, 3)
+    out.vertices.sum().backward()
+    assert pose.grad.shape == (0, 69)

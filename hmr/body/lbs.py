@@ -24,7 +24,7 @@ import torch.nn.functional as F
 _CHUNK_BYTES = 24 << 20
 # Within a chunk, the per-vertex transforms are made and used in blocks of about this size, which
 # stay in cache between the product that writes them and the passes that read them.
-_BLOCK_BYTES = 3 << 20
+_BLOCK_BYTES = 6 << 20
 # oneDNN's linear (x @ w.T + bias) with prepacked weights; private ops, absent in builds without mkldnn.
 _ONEDNN_LINEAR = (
     torch.ops.mkldnn._linear_pointwise
@@ -280,9 +280,9 @@ def skin(
         feats.append(betas.new_zeros(b, ns - n))
     if posedirs is not None:
         eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
-        feats.append((rotmats[:, 1:] - eye).reshape(b, -1))
+        feats.append((rotmats[:, 1:] - eye).reshape(b, 9 * (nj - 1)))
     # (B, 3, V): rest-pose vertices with shape and pose blend shapes, in one product.
-    x = _Linear.apply(torch.cat(feats, 1), consts.dirs, consts.bias, consts.dirs_packed).view(b, 3, -1)
+    x = _Linear.apply(torch.cat(feats, 1), consts.dirs, consts.bias, consts.dirs_packed).view(b, 3, weights.shape[0])
     rest_joints = torch.addmm(j_template.reshape(1, -1), betas, j_shapedirs.reshape(nj * 3, -1)[:, :n].T)
     rest_joints = rest_joints.view(b, nj, 3)
     world = _world_transforms(rotmats, rest_joints, parents, levels)
@@ -294,5 +294,6 @@ def skin(
     tcol = betas.new_zeros(b, 3, 4, 1) if transl is None else F.pad(transl[:, :, None, None], (0, 0, 3, 0))
     per_joint = torch.cat([per_joint, tcol], -1).view(b * 12, nj + 1)
     block = max(1, _BLOCK_BYTES // (12 * weights.shape[0] * betas.element_size()))
+    block = max(1, -(-b // max(1, -(-b // block))))  # equal blocks, as few as that size allows
     verts = _SkinVertices.apply(per_joint, consts.weights, x, consts.weights_packed, block)
     return verts, (joints if transl is None else joints + transl[:, None]).contiguous()
