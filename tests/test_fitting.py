@@ -60,7 +60,7 @@ def test_reduced_model_matches_full_model(model):
             kp, joints = reduced(axis_angle_to_matrix(pose), betas, transl)
         torch.testing.assert_close(kp, full.keypoint_set(name), atol=2e-5, rtol=0)
         torch.testing.assert_close(joints, full.joints, atol=2e-5, rtol=0)
-        assert reduced.weights.shape[0] < 25 * kp_def.num  # a few virtual vertices per keypoint
+        assert reduced.vertex_joint.shape[0] < 25 * kp_def.num  # a few virtual vertices per keypoint
 
 
 def test_keypoint_map_by_name_and_errors():

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from hmr.body import BodyModel, KeypointSet
-from hmr.body.lbs import skin
+from hmr.body.lbs import forward_kinematics
 
 
 class ReducedBodyModel(nn.Module):
@@ -57,7 +57,12 @@ class ReducedBodyModel(nn.Module):
         self.register_buffer("posedirs", flat[:, 1 + s :].contiguous() if model.posedirs is not None else None)
         self.register_buffer("j_template", model.j_template.clone())
         self.register_buffer("j_shapedirs", model.j_shapedirs.clone())
-        self.register_buffer("weights", torch.as_tensor(vw, dtype=dt, device=dev))
+        # Every virtual vertex follows one joint (``vertex_joint``) with weight ``vertex_weight``, so skinning
+        # is a gather of joint transforms, made of plain tensor operations (forward-mode differentiable).
+        self.register_buffer("vertex_joint", torch.as_tensor(np.abs(vw).argmax(1), dtype=torch.long, device=dev))
+        self.register_buffer(
+            "vertex_weight", torch.as_tensor(vw[np.arange(2 * n), np.abs(vw).argmax(1)], dtype=dt, device=dev)
+        )
         self.register_buffer("kp_rows", torch.as_tensor(kp_rows, dtype=torch.long, device=dev))
         self.register_buffer("kp_cols", torch.as_tensor(kp_cols, dtype=torch.long, device=dev))
         self.register_buffer("kp_weights", torch.as_tensor(kp_w, dtype=dt, device=dev))
@@ -74,13 +79,21 @@ class ReducedBodyModel(nn.Module):
         self, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Local rotations (B, J, 3, 3), betas (B, S) -> keypoints (B, K, 3), joints (B, J, 3)."""
-        # No translation inside skin: virtual vertices do not have unit weights.
-        verts, joints = skin(
-            betas, rotmats, self.v_template, self.shapedirs, self.posedirs, self.j_template, self.j_shapedirs,
-            self.weights, self.parents, self.levels,
-        )  # fmt: skip
+        b = betas.shape[0]
+        feats = [betas]
+        dirs = [self.shapedirs[:, : betas.shape[1]]]
+        if self.posedirs is not None:
+            eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+            feats.append((rotmats[:, 1:] - eye).reshape(b, -1))
+            dirs.append(self.posedirs)
+        rest = (self.v_template[:, 0] + torch.cat(feats, 1) @ torch.cat(dirs, 1).T).view(b, -1, 3)
+        rest_joints = self.rest_joints(betas)
+        world, joints = forward_kinematics(rotmats, rest_joints, self.parents, self.levels)
+        offset = joints - (world @ rest_joints[..., None])[..., 0]
+        rot_v, off_v = world[:, self.vertex_joint], offset[:, self.vertex_joint]
+        verts = ((rot_v @ rest[..., None])[..., 0] + off_v) * self.vertex_weight[:, None]
         points = torch.cat([joints, verts], dim=1)
-        out = points.new_zeros(points.shape[0], self.num_keypoints, 3)
+        out = points.new_zeros(b, self.num_keypoints, 3)
         out = out.index_add(1, self.kp_rows, points[:, self.kp_cols] * self.kp_weights[:, None])
         if transl is None:
             return out, joints
