@@ -260,3 +260,12 @@ def _read(path):
     from hmr.inference.images import read_image
 
     return read_image(path)
+
+
+def test_cli_camera_headless(cli, monkeypatch, tmp_path):
+    """--camera N --no-window with an injected frame source (the clip standing in for a webcam)."""
+    monkeypatch.setattr(demo_mod, "camera_frames", lambda index: read_video(CLIP))
+    assert cli("--camera", 0, "--no-window", "--max-frames", 3, "--out", tmp_path) == 0
+    rec = json.loads((tmp_path / "camera0.json").read_text())
+    assert rec["num_frames"] == 3 and rec["detect_every"] == 5 and rec["kind"] == "video"
+    assert (tmp_path / "camera0.mp4").is_file()
