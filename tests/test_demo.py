@@ -269,3 +269,19 @@ def test_cli_camera_headless(cli, monkeypatch, tmp_path):
     rec = json.loads((tmp_path / "camera0.json").read_text())
     assert rec["num_frames"] == 3 and rec["detect_every"] == 5 and rec["kind"] == "video"
     assert (tmp_path / "camera0.mp4").is_file()
+
+
+def test_smpl_file_is_used_and_recorded(tmp_path):
+    """--smpl: a user's body-model file replaces the default body model and outputs name it (here the
+    default model's arrays saved under another name, standing in for the licensed SMPL file)."""
+    from hmr.body import BodyModel
+
+    model = BodyModel.default()
+    model.name = "user-model"
+    path = tmp_path / "user_model.npz"
+    model.save_npz(path)
+    p = Pipeline(smpl=path, fit_config=FAST_FIT, tiles=False)
+    assert p.body_model.name == "user-model"
+    Demo(p, tmp_path / "o", pictures=False).image(BASKETBALL, "b", boxes=_one_box())
+    rec = json.loads((tmp_path / "o/b.json").read_text())
+    assert rec["body_model"] == "user-model" and rec["people"][0]["status"] == "mesh"

@@ -21,7 +21,7 @@ def get_pipeline(**options) -> Pipeline:
     return _PIPELINES[key]
 
 
-def predict(image_or_path, boxes=None, *, smpl: str | os.PathLike | None = None, checkpoint=None,
+def predict(image_or_path, boxes=None, *, smpl: str | os.PathLike | None = None, smpl_j19=None, checkpoint=None,
             refine: bool = False, device: str = "cpu", focal: float | None = None, intrinsics=None,
             tiles: bool = True, threshold: float | None = None, pipeline: Pipeline | None = None) -> list[PersonResult]:  # fmt: skip
     """People in one image with their 3D meshes, largest first (options as ``hmr demo``'s flags).
@@ -37,7 +37,7 @@ def predict(image_or_path, boxes=None, *, smpl: str | os.PathLike | None = None,
     else:
         image = as_rgb(np.asarray(image_or_path))
     if pipeline is None:
-        pipeline = get_pipeline(smpl=smpl, checkpoint=checkpoint, refine=refine, device=device, focal=focal,
+        pipeline = get_pipeline(smpl=smpl, smpl_j19=smpl_j19, checkpoint=checkpoint, refine=refine, device=device, focal=focal,
                                 intrinsics=intrinsics, tiles=tiles, threshold=threshold)  # fmt: skip
     det = Detections.from_boxes(boxes) if boxes is not None else None
     return pipeline(image, boxes=det).people

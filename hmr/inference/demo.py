@@ -359,6 +359,7 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", "--model", dest="checkpoint", help="HMR 2.0 checkpoint or registry name")
     p.add_argument("--refine", action="store_true", help="with --checkpoint: refine by fitting to the keypoints")
     p.add_argument("--smpl", help="SMPL model file (.pkl/.npz) to use instead of the bundled default body model")
+    p.add_argument("--smpl-j19", help="with --smpl and --checkpoint: SMPL_to_J19.pkl (HMR 2.0's 19 extra keypoints)")
     p.add_argument("--mesh-format", nargs="+", default=["obj"], choices=MESH_FORMATS, help="mesh files per person")
     p.add_argument("--no-tiles", action="store_true", help="images: skip the tiled pass that finds small people")
     p.add_argument("--threshold", type=float, help="detector score threshold (default 0.2, see docs/detection.md)")
@@ -376,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
     if args.paths and not inputs:
         raise ValueError(f"no images or videos found in {', '.join(map(str, args.paths))}")
     live = args.camera is not None
-    pipeline = Pipeline(smpl=args.smpl, checkpoint=args.checkpoint, refine=args.refine, device=args.device,
+    pipeline = Pipeline(smpl=args.smpl, smpl_j19=args.smpl_j19, checkpoint=args.checkpoint, refine=args.refine, device=args.device,
                         focal=args.focal, intrinsics=args.intrinsics, tiles=not args.no_tiles,
                         threshold=args.threshold)  # fmt: skip
     detect_every = args.detect_every or (5 if live else 1)

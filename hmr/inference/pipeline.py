@@ -75,17 +75,20 @@ def make_camera(width: int, height: int, focal: float | None = None, intrinsics=
     return Camera.full_image(width, height, default_focal(width, height) if focal is None else focal)
 
 
-def resolve_body_model(smpl: str | os.PathLike | None = None):
-    """The user's SMPL file (``smpl`` or ``$HMR_SMPL_PATH``) when given, else the bundled default body model."""
+def resolve_body_model(smpl: str | os.PathLike | None = None, joint_regressor_extra: str | os.PathLike | None = None):
+    """The user's SMPL file (``smpl`` or ``$HMR_SMPL_PATH``) when given, else the bundled default body model.
+    ``joint_regressor_extra``: SMPL_to_J19.pkl, which HMR 2.0 networks need with SMPL (the default model
+    defines those keypoints itself)."""
     from hmr.body import load_body_model
 
-    return load_body_model(smpl)
+    return load_body_model(smpl, joint_regressor_extra=joint_regressor_extra)
 
 
 class Pipeline:
     """Reusable image-to-meshes pipeline (models load once).
 
-    body_model: a :class:`hmr.body.BodyModel` (default: ``smpl`` file, else the bundled default model).
+    body_model: a :class:`hmr.body.BodyModel` (default: ``smpl`` file, with ``smpl_j19`` = SMPL_to_J19.pkl
+    for networks, else the bundled default model).
     checkpoint: HMR 2.0 weights or registry name for ``hmr.models.load_model`` (None: keypoint fitting).
     refine: with a checkpoint, refine the network's output by fitting to the landmarks.
     tiles: tiled detection (finds small people, ~5x slower; on for images, off for video).
@@ -93,6 +96,7 @@ class Pipeline:
     """
 
     def __init__(self, body_model=None, smpl=None, checkpoint=None, refine: bool = False, device: str = "cpu",
+                 smpl_j19=None,
                  focal: float | None = None, intrinsics=None, tiles: bool = True, threshold: float | None = None,
                  fit_config=None):  # fmt: skip
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -102,7 +106,7 @@ class Pipeline:
         if refine and checkpoint is None:
             raise ValueError("refine needs a network checkpoint (--checkpoint); without one the pipeline already fits")
         self.device = device
-        self.body_model = (body_model if body_model is not None else resolve_body_model(smpl)).to(device)
+        self.body_model = (body_model if body_model is not None else resolve_body_model(smpl, smpl_j19)).to(device)
         self.network = None
         if checkpoint is not None:
             from hmr.models import load_model
