@@ -10,7 +10,9 @@ no body gives no landmarks, and the person is reported with the box only.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +64,22 @@ def box_to_roi(box: np.ndarray, scale: float = ROI_SCALE) -> np.ndarray:
     return np.array([(x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * scale, 0.0], np.float32)
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence the C++ side's one-time start-up notices (TFLite delegate, absl, MediaPipe warnings about
+    features this graph does not use), which go straight to file descriptor 2. Python exceptions still
+    carry MediaPipe's error messages."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class PoseEstimator:
     """BlazePose (full, model_complexity=1) landmarks for given boxes or regions of an RGB image.
 
@@ -69,7 +87,6 @@ class PoseEstimator:
     """
 
     def __init__(self):
-        os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ INFO lines on stderr
         try:
             import mediapipe as mp
             from mediapipe.framework.formats import rect_pb2
@@ -89,6 +106,8 @@ class PoseEstimator:
             )
         self._graph.start_run({"model_complexity": mp.packet_creator.create_int(1)})
         self._ts = 0
+        with _quiet_native_stderr():  # the notices come with the first frame
+            self.from_roi(np.zeros((64, 64, 3), np.uint8), np.array([32, 32, 64, 0], np.float32))
 
     def close(self) -> None:
         if self._graph is not None:
