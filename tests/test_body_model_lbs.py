@@ -202,3 +202,10 @@ def test_empty_batch(dtype):
     assert out.vertices.shape == (0, 40, 3) and out.joints.shape == (0, 24, 3)
     out.vertices.sum().backward()
     assert pose.grad.shape == (0, 69)
+
+
+def test_second_derivatives_are_refused_clearly():
+    m = _model()
+    pose = torch.randn(1, 69, dtype=torch.float64).requires_grad_()
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.autograd.grad(m(body_pose=pose).vertices.square().sum(), pose, create_graph=True)

@@ -104,6 +104,13 @@ def _pack(w: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(w.contiguous())
 
 
+def _first_order_only(grad: torch.Tensor) -> None:
+    if torch.is_grad_enabled() and grad.requires_grad:
+        raise RuntimeError(
+            "hmr.body skinning has first derivatives only: backward with create_graph=True is not supported"
+        )
+
+
 def _product(x: torch.Tensor, w: torch.Tensor | None, bias: torch.Tensor | None, packed: torch.Tensor | None):
     """``x @ w.T + bias``, through oneDNN when ``packed`` (the packed form of ``w``) is given."""
     if packed is not None:
@@ -115,7 +122,8 @@ class _Linear(torch.autograd.Function):
     """``x @ w.T + bias`` for a constant-layout ``w``; ``packed`` = oneDNN forms of (w, w.T) or None.
 
     oneDNN's op has no autograd formula, hence the explicit backward (grads for ``w`` and ``bias``
-    only when they require it, e.g. when fitting the model arrays themselves).
+    only when they require it, e.g. when fitting the model arrays themselves). Like the skinning
+    below, it has first derivatives only.
     """
 
     @staticmethod
@@ -126,6 +134,7 @@ class _Linear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        _first_order_only(grad)
         x, w = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
@@ -168,6 +177,7 @@ class _SkinVertices(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
+        _first_order_only(grad)
         per_joint, weights, x, *blocks = ctx.saved_tensors
         need_pj, need_w, need_x = ctx.needs_input_grad[:3]
         nv = x.shape[2]
