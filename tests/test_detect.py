@@ -106,6 +106,18 @@ def test_landmarks_for_person_turned_away(detector, pose):
     assert 0.2 < width < 0.6
 
 
+def test_landmarks_outside_the_image_have_zero_confidence(pose):
+    """A person cut by the border: BlazePose extrapolates the missing legs with high visibility; points
+    outside the image must not count for fitting."""
+    img = read_image(ROOT / "examples/basketball1.png")[:300]  # the left man cut above the knees
+    (kp,) = pose(img, np.array([[30, 82, 160, 478]], np.float32))  # his full-body box, past the border
+    outside = (kp.keypoints_2d < 0).any(1) | (kp.keypoints_2d[:, 0] >= img.shape[1])
+    outside |= kp.keypoints_2d[:, 1] >= img.shape[0]
+    assert outside[[25, 26, 27, 28]].all()  # knees and ankles
+    assert (kp.confidence[outside] == 0).all()
+    assert (kp.confidence[[11, 12, 23, 24]] > 0.5).all()  # shoulders and hips, inside, still count
+
+
 def test_no_landmarks_where_no_body(pose):
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)

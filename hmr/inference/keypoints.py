@@ -42,7 +42,9 @@ class PoseKeypoints:
     """BlazePose's 33 landmarks (``hmr.body.keypoints.BLAZEPOSE33_NAMES`` order) for one person.
 
     keypoints_2d (33, 2) pixels in the full image. confidence (33,) MediaPipe visibility in [0, 1] (how
-    likely the point is visible, not occluded). presence (33,) likelihood that the point is in the image.
+    likely the point is visible, not occluded), set to 0 for points outside the image: BlazePose extrapolates
+    limbs cut off by the border with high visibility, and fitting to those invents poses (e.g. a person cut
+    at the hips fitted sitting). presence (33,) likelihood that the point is in the image.
     keypoints_3d (33, 3) metres, MediaPipe world landmarks: origin at the hip centre, axes aligned with the
     camera frame (+x right, +y down, +z away from the camera), so the camera frame's orientation without
     its translation. roi (4,) the square region the model ran on: centre x, centre y, side (pixels),
@@ -136,9 +138,11 @@ class PoseEstimator:
             return None
         lms = self._out["landmarks"].landmark
         world = self._out["world_landmarks"].landmark
+        xy = np.array([[p.x * w, p.y * h] for p in lms], np.float32)
+        inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
         return PoseKeypoints(
-            keypoints_2d=np.array([[p.x * w, p.y * h] for p in lms], np.float32),
-            confidence=np.array([p.visibility for p in lms], np.float32),
+            keypoints_2d=xy,
+            confidence=np.array([p.visibility for p in lms], np.float32) * inside,
             presence=np.array([p.presence for p in lms], np.float32),
             keypoints_3d=np.array([[p.x, p.y, p.z] for p in world], np.float32),
             roi=np.asarray(roi, np.float32),
