@@ -188,8 +188,8 @@ def floor_analysis(single: dict, wall64: list, mm_ms: float, ours_ms: float) -> 
     gflop = (2 * 64 * k * 3 * v + 2 * 64 * 12 * j * v) / 1e9
     short = [what for what, r in (("forward", r_fwd), ("forward+backward", r_fb)) if r < 3]
     return (
-        f"**Goal, 3x smplx at batch 64**: 1 thread (CPU time) forward {r_fwd:.1f}x, forward+backward {r_fb:.1f}x; "
-        f"2 threads (wall clock, load-dependent) forward {wall64[2]:.1f}x, forward+backward {wall64[5]:.1f}x"
+        f"**Goal, 3x smplx at batch 64**: 1 thread (CPU time) forward {r_fwd:.2f}x, forward+backward {r_fb:.2f}x; "
+        f"2 threads (wall clock, load-dependent) forward {wall64[2]:.2f}x, forward+backward {wall64[5]:.2f}x"
         + (f". On 1 thread the {' and '.join(short)} speed-up is below 3x, see the floor below." if short else ".")
         + "\n\n**Floor.** Skinning's arithmetic is two matrix products, the blend shapes (B x 217) x (217 x 20670) "
         "and the skinning weights (12B x 25) x (25 x 6890), and in backward their two transposes for the "
