@@ -19,6 +19,9 @@ class StageConfig:
     lr: float
     prior_scale: float = 1.0
     shape: bool = True
+    # Damped Gauss-Newton iterations used instead of the Adam steps when ``FitConfig.solver`` is "lm" and the
+    # fit is a single frame (0: Adam for this stage).
+    lm_iterations: int = 0
 
 
 @dataclass
@@ -31,11 +34,13 @@ class FitConfig:
     """
 
     # Stage 1: global orientation and translation from torso keypoints, body in its rest pose.
-    camera_stage: StageConfig = field(default_factory=lambda: StageConfig(iterations=40, lr=0.05, shape=False))
+    camera_stage: StageConfig = field(
+        default_factory=lambda: StageConfig(iterations=40, lr=0.05, shape=False, lm_iterations=10)
+    )
     # Stage 2 (cold start): full pose and shape, priors annealed from strong to weak.
     pose_stages: tuple[StageConfig, ...] = (
-        StageConfig(iterations=80, lr=0.05, prior_scale=10.0),
-        StageConfig(iterations=120, lr=0.03, prior_scale=1.0),
+        StageConfig(iterations=80, lr=0.05, prior_scale=10.0, lm_iterations=10),
+        StageConfig(iterations=120, lr=0.03, prior_scale=1.0, lm_iterations=10),
     )
     # Limb flip search before each later pose stage and each final stage: the 4 depth choices of every limb's
     # elbow/knee and wrist/ankle are set by inverse kinematics and the cheapest per limb is kept (pose
@@ -45,10 +50,10 @@ class FitConfig:
     # Optional short stages run on every flip hypothesis before choosing (none by default: choosing right
     # after the inverse kinematics, by data, joint limits and the regulariser, worked as well and is cheaper).
     flip_stages: tuple[StageConfig, ...] = ()
-    final_stages: tuple[StageConfig, ...] = (StageConfig(iterations=300, lr=0.03, prior_scale=0.01),)
+    final_stages: tuple[StageConfig, ...] = (StageConfig(iterations=300, lr=0.03, prior_scale=0.01, lm_iterations=20),)
     # Stages used instead when starting from ``init`` (network refinement), and by SequenceFitter for every
     # frame after the first (warm start from the previous frame, whose pose the regulariser then pulls to).
-    refine_stages: tuple[StageConfig, ...] = (StageConfig(iterations=40, lr=0.01, prior_scale=1.0),)
+    refine_stages: tuple[StageConfig, ...] = (StageConfig(iterations=40, lr=0.01, prior_scale=1.0, lm_iterations=15),)
     warm_stages: tuple[StageConfig, ...] = (StageConfig(iterations=10, lr=0.02, prior_scale=1.0),)
     # A warm-started person whose mean reprojection error (in units of their 2D size) exceeds this is fitted
     # again from scratch.
@@ -57,6 +62,16 @@ class FitConfig:
     # through the first pose stage (the lowest cost wins).
     yaw_hypotheses: int = 12
     orientation_hypotheses: int = 3
+    # "lm": Levenberg-Marquardt (damped Gauss-Newton per person) for single-frame 2D-only fits, converging in a
+    # few tens of iterations; "adam": Adam everywhere. Fits with 3D keypoints and video batches (frames fitted
+    # jointly) always use Adam.
+    solver: str = "lm"
+    # Initial damping (divided by 3 after a step that lowers the cost, multiplied by 4 otherwise), its floor
+    # relative to the mean curvature, and the largest change of any parameter in one step (radians, betas,
+    # camera units).
+    lm_damping: float = 1e-2
+    lm_damping_floor: float = 0.1
+    lm_max_step: float = 0.05
     # Geman-McClure scale, in units of the person's 2D size.
     robust_sigma: float = 0.1
     keypoint_weight: float = 1.0
