@@ -615,7 +615,7 @@ class _Fitter:
 
     def _levenberg_marquardt(self, p: _Params, t: _Targets, iterations: int, conf, free, prior_stage) -> None:
         """Damped Gauss-Newton on each person's own parameters (single frame): Jacobians by forward-mode
-        differentiation (one pass per parameter, all people at once), one small linear solve per person.
+        differentiation (one pass over one copy of every person per free parameter), one small solve per person.
         A step is kept where it lowers that person's cost (the damping then shrinks), else the damping grows."""
         cfg, n, nb = self.cfg, len(p.orient), self.num_joints - 1
         sizes = [3, 3 * nb, self.num_betas, 3]
@@ -630,17 +630,20 @@ class _Fitter:
         res_copies = functools.partial(self._residuals, t=copies, stage=prior_stage, conf=conf.repeat_interleave(nf, 0))
         rot0 = rot6d_to_matrix(p.orient)
         x = torch.cat([torch.zeros(n, 3, device=self.device), p.body_pose.flatten(1), p.betas, p.cam], 1)
-        res = functools.partial(self._residuals, t=t, stage=prior_stage, conf=conf)
+
+        def linearise(x: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """Residuals (N, M) and their Jacobian (N, F, M) at ``x`` in one forward-mode pass."""
+            with fwAD.dual_level():
+                out = res_copies(fwAD.make_dual(x.repeat_interleave(nf, 0), basis), rot.repeat_interleave(nf, 0))
+                primal, tangent = fwAD.unpack_dual(out)
+            return primal.view(n, nf, -1)[:, 0], tangent.view(n, nf, -1)
+
         with torch.no_grad():
-            r = res(x, rot0)
+            r, jac = linearise(x, rot0)
             cost = r.pow(2).sum(-1)
         damping = torch.full((n,), cfg.lm_damping, device=self.device)
         for _ in range(iterations):
             with torch.no_grad():
-                with fwAD.dual_level():
-                    dual = fwAD.make_dual(x.repeat_interleave(nf, 0), basis)
-                    jac = fwAD.unpack_dual(res_copies(dual, rot0.repeat_interleave(nf, 0))).tangent
-                jac = jac.view(n, nf, -1)  # (N, F, M)
                 jtj = jac @ jac.transpose(1, 2)
                 g = (jac @ r[..., None])[..., 0]
                 diag = torch.diagonal(jtj, dim1=-2, dim2=-1)
@@ -659,12 +662,14 @@ class _Fitter:
                     self.prior.project_(pose)
                 new_rot = rot0 @ axis_angle_to_matrix(new[:, :3])
                 new[:, :3] = 0
-                new_r = res(new, new_rot)
+                # The candidate's Jacobian is computed with its residuals: kept for the next step if it is accepted.
+                new_r, new_jac = linearise(new, new_rot)
                 new_cost = new_r.pow(2).sum(-1)
                 ok = new_cost < cost
                 x = torch.where(ok[:, None], new, x)
                 rot0 = torch.where(ok[:, None, None], new_rot, rot0)
                 r = torch.where(ok[:, None], new_r, r)
+                jac = torch.where(ok[:, None, None], new_jac, jac)
                 cost = torch.where(ok, new_cost, cost)
                 damping = torch.where(ok, damping / 3, damping * 4).clamp(1e-7, 1e7)
         _, pose, betas, cam = x.split(sizes, 1)
