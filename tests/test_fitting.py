@@ -124,6 +124,20 @@ def test_fit_with_3d_keypoints_recovers_joints(model, data):
     torch.testing.assert_close(out.focal_length, gt["camera"].focal_length)
 
 
+def test_shape_stays_within_bound_on_implausible_keypoints(model, data):
+    """Keypoints no body of the model can produce (a skeleton stretched sideways) must not drive the shape
+    components past ``max_abs_beta``; without the bound they do."""
+    gt = render_keypoints(_subset(data, slice(0, 2)), model)
+    centre = gt["keypoints_2d"].mean(1, keepdim=True)
+    kp2d = centre + (gt["keypoints_2d"] - centre) * torch.tensor([1.8, 1.0])
+    kp3d = gt["keypoints_3d"] * torch.tensor([2.0, 1.0, 2.0])
+    for kp3 in (None, kp3d):  # Levenberg-Marquardt (2D only) and Adam (with 3D) paths
+        out = fit(kp2d, gt["confidences"], model, gt["camera"], keypoints_3d=kp3)
+        assert out.betas.abs().max() <= 3.0 + 1e-5
+    loose = fit(kp2d, gt["confidences"], model, gt["camera"], keypoints_3d=kp3d, config=FitConfig(max_abs_beta=50.0))
+    assert loose.betas.abs().max() > 3.0
+
+
 @pytest.mark.slow
 def test_fit_2d_only_and_noise_on_a_subset(model, data):
     sub = _subset(data, slice(0, 12))

@@ -83,6 +83,10 @@ class FitConfig:
     # Extra regulariser weight on limb twists and off-hinge turns of elbows/knees (see hmr.fitting.priors).
     twist_weight: float = 4.0
     shape_weight: float = 1e-4
+    # Hard bound on |betas| (standard deviations). Keypoints constrain shape weakly and noisy landmarks
+    # (BlazePose's world landmarks, people seen from behind) otherwise drive components to 6-9 sd, i.e.
+    # grotesque bodies; 4D-Humans likewise treats |beta| > 3 as implausible.
+    max_abs_beta: float = 3.0
     limit_weight: float = 10.0
     bending_weight: float = 1.0
     # Temporal smoothness: squared joint acceleration (metres per frame^2) over the frames axis, or against the

@@ -582,6 +582,8 @@ class _Fitter:
             opt.zero_grad(set_to_none=True)
             self.loss(p, t, prior_stage, conf).backward()
             opt.step()
+            with torch.no_grad():
+                p.betas.clamp_(-self.cfg.max_abs_beta, self.cfg.max_abs_beta)
             if prior_stage is not None:
                 self.prior.project_(p.body_pose)
         for x in free:
@@ -657,6 +659,7 @@ class _Fitter:
                 dx = dx * (cfg.lm_max_step / dx.abs().amax(-1, keepdim=True).clamp_min(cfg.lm_max_step))
                 step[:, mask > 0] = dx
                 new = x + step
+                new[:, 3 + 3 * nb : 3 + 3 * nb + self.num_betas].clamp_(-cfg.max_abs_beta, cfg.max_abs_beta)
                 pose = new[:, 3 : 3 + 3 * nb].view(n, nb, 3)
                 if prior_stage is not None:
                     self.prior.project_(pose)
