@@ -46,7 +46,13 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = from_dict(hint, value, f"{where}.{key}")
         elif typing.get_origin(hint) is tuple and isinstance(value, list):
-            value = tuple(value)
+            args = typing.get_args(hint)
+            # tuple[SomeConfig, ...]: a list of mappings, each rebuilt as that dataclass.
+            item = args[0] if len(args) == 2 and args[1] is Ellipsis and dataclasses.is_dataclass(args[0]) else None
+            value = tuple(
+                from_dict(item, v, f"{where}.{key}[{i}]") if item and isinstance(v, dict) else v
+                for i, v in enumerate(value)
+            )
         kwargs[key] = value
     return cls(**kwargs)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-
-from hmr.config import from_dict
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -95,11 +93,3 @@ class FitConfig:
     # Confidences at or below this are ignored.
     min_confidence: float = 0.0
     num_betas: int = 10
-
-    def __post_init__(self):
-        # Stage lists read from YAML arrive as mappings; the config system rebuilds only direct fields.
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, (tuple, list)) and f.name.endswith("_stages"):
-                stages = (from_dict(StageConfig, s, f".{f.name}") if isinstance(s, dict) else s for s in value)
-                setattr(self, f.name, tuple(stages))
