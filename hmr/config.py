@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from hmr.io.atomic import atomic_path
+
 T = TypeVar("T")
 
 
@@ -59,13 +61,8 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
 
 def save_yaml(cfg: Any, path: str | os.PathLike) -> None:
     """Write ``cfg`` as YAML atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_yaml(cls: type[T], path: str | os.PathLike) -> T:

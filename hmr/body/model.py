@@ -19,6 +19,7 @@ from hmr.body.keypoints import (
 )
 from hmr.body.lbs import kinematic_levels, skin
 from hmr.geometry.rotation import as_rotation_matrices, axis_angle_to_matrix
+from hmr.io.atomic import atomic_path
 from hmr.io.safe_pickle import load_pickle
 
 SMPL_ENV_VAR = "HMR_SMPL_PATH"
@@ -305,13 +306,9 @@ class BodyModel(nn.Module):
 
 
 def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # A file object, so numpy writes exactly the temporary file (it appends .npz to other names).
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def _keypoint_set_arrays(name: str, kp: KeypointSet) -> dict[str, np.ndarray]:

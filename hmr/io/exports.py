@@ -16,39 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hmr.io.atomic import atomic_path, publish
+
 MESH_FORMATS = ("obj", "ply", "glb")
 SCHEMA_VERSION = 1
 # Camera frame (OpenCV: x right, y down, z forward) -> mesh files (y up, camera looking along -z, the
 # OpenGL/glTF convention most viewers expect): a 180-degree rotation about x.
 CAMERA_TO_MESH = np.diag([1.0, -1.0, -1.0])
-
-
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Give the finished temporary file normal permissions (mkstemp makes it private) and move it in place."""
-    os.chmod(tmp, _umask_mode())
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path in ``path``'s folder; on success it replaces ``path``, on error it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        _publish(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -117,7 +91,7 @@ class VideoWriter:
 
     def close(self) -> None:
         self._writer.close()
-        _publish(self._tmp, self.path)
+        publish(self._tmp, self.path)
 
     def discard(self) -> None:
         with contextlib.suppress(Exception):

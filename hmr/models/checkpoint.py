@@ -30,6 +30,7 @@ import yaml
 from torch import nn
 
 from hmr import config as config_io
+from hmr.io.atomic import atomic_path
 from hmr.models.config import REGISTRY, HMR2Config, ViTConfig, override_config
 
 MODEL_DIR_ENV_VAR = "HMR_MODEL_DIR"
@@ -263,13 +264,9 @@ def save_checkpoint(state: dict[str, torch.Tensor], cfg: HMR2Config, path: str |
     state = {k: v.detach().cpu().contiguous() for k, v in state.items() if not _is_ignored(k)}
     meta = {"format": "hmr", "architecture": cfg.architecture,
             "config": yaml.safe_dump(config_io.to_dict(cfg), sort_keys=False)}  # fmt: skip
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
         config_io.save_yaml(cfg, path.with_suffix(".yaml"))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
