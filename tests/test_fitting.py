@@ -22,7 +22,14 @@ from hmr.fitting.synthetic import (
     render_keypoints,
     sample_body_poses,
 )
-from hmr.geometry import Camera, axis_angle_to_matrix, cam_crop_to_full, matrix_to_axis_angle
+from hmr.geometry import (
+    Camera,
+    axis_angle_to_matrix,
+    cam_crop_to_full,
+    matrix_to_axis_angle,
+    matrix_to_rot6d,
+    rot6d_to_matrix,
+)
 from hmr.outputs import MeshOutput
 from tests.synthetic_smpl import synthetic_smpl_arrays
 
@@ -61,6 +68,28 @@ def test_reduced_model_matches_full_model(model):
         torch.testing.assert_close(kp, full.keypoint_set(name), atol=2e-5, rtol=0)
         torch.testing.assert_close(joints, full.joints, atol=2e-5, rtol=0)
         assert reduced.vertex_joint.shape[0] < 25 * kp_def.num  # a few virtual vertices per keypoint
+
+
+def test_reduced_model_jacobian_matches_autograd(model):
+    """The analytic Jacobian (rotation increments, betas, translation), with and without pose correctives."""
+    torch.manual_seed(0)
+    smpl_like = BodyModel.from_arrays(synthetic_smpl_arrays(num_vertices=6890), name="with pose correctives")
+    for m, name in ((model, "openpose25"), (smpl_like, "openpose25"), (model, "blazepose33")):
+        reduced = ReducedBodyModel(m, keypoint_map(m, name)[0]).double()
+        nj, s = m.num_joints, 10
+        rot = axis_angle_to_matrix(torch.randn(2, nj, 3, dtype=torch.float64) * 0.5)
+        betas, transl = torch.randn(2, s, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+        out, jac = reduced.linearise(rot, betas, transl)
+
+        def f(x, rot=rot, reduced=reduced, nj=nj, s=s):
+            e, b, t = x[:, : 3 * nj].view(-1, nj, 3), x[:, 3 * nj : 3 * nj + s], x[:, 3 * nj + s :]
+            return torch.cat(reduced(rot @ axis_angle_to_matrix(e), b, t), 1)
+
+        x = torch.cat([torch.zeros(2, 3 * nj, dtype=torch.float64), betas, transl], 1)
+        expected = torch.autograd.functional.jacobian(f, x)
+        expected = torch.stack([expected[i, :, :, i] for i in range(2)])
+        torch.testing.assert_close(out, f(x), atol=1e-12, rtol=0)
+        torch.testing.assert_close(jac, expected, atol=1e-9, rtol=0)
 
 
 def test_keypoint_map_by_name_and_errors():
@@ -233,9 +262,10 @@ def test_video_batch_and_warm_start(model, data):
         online.step(kp[0, :1], conf[0, :1])
 
 
-def test_levenberg_marquardt_residuals_match_the_loss(model, data):
-    """The LM solver minimises the same objective as Adam: its residuals' squares sum to the loss."""
-    from hmr.fitting.smplify import _Fitter
+def test_levenberg_marquardt_normal_equations_match_the_loss(model, data):
+    """The LM solver minimises the same objective as Adam: its cost is the loss, and J^T r (from the analytic
+    Jacobian) is half the loss's autograd gradient, temporal term included."""
+    from hmr.fitting.smplify import _Fitter, _Params
 
     gt = render_keypoints(_subset(data, [0, 1]), model, noise_px=5.0)
     fitter = _Fitter(model, "openpose25", FitConfig(), torch.device("cpu"))
@@ -245,12 +275,25 @@ def test_levenberg_marquardt_residuals_match_the_loss(model, data):
     torch.manual_seed(0)
     p.body_pose += 0.2 * torch.randn_like(p.body_pose)
     p.betas += torch.randn_like(p.betas)
+    with torch.no_grad():
+        t.joint_prediction = fitter.forward(p, t)[1] + 0.01 * torch.randn(2, 24, 3)
     stage = FitConfig().pose_stages[1]
+    rot0 = rot6d_to_matrix(p.orient)
     x = torch.cat([torch.zeros(2, 3), p.body_pose.flatten(1), p.betas, p.cam], 1)
-    from hmr.geometry import rot6d_to_matrix
+    free = torch.ones(x.shape[1], dtype=torch.bool)
+    cost, jtj, g = fitter._normal_equations(x, rot0, t, stage, t.conf, free)
 
-    r = fitter._residuals(x, rot6d_to_matrix(p.orient), t, stage, t.conf)
-    torch.testing.assert_close(r.pow(2).sum(), fitter.loss(p, t, stage, t.conf), rtol=1e-4, atol=1e-6)
+    def loss(x):
+        d, pose, betas, cam = x.split([3, 69, 10, 3], 1)
+        q = _Params(matrix_to_rot6d(rot0 @ axis_angle_to_matrix(d)), pose.view(2, 23, 3), betas, cam)
+        return fitter.loss(q, t, stage, t.conf)
+
+    x.requires_grad_(True)
+    value = loss(x)
+    (grad,) = torch.autograd.grad(value, x)
+    torch.testing.assert_close(cost.sum(), value.detach(), rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(2 * g, grad, rtol=1e-3, atol=1e-6)
+    assert torch.linalg.eigvalsh(jtj).min() > -1e-6  # a Gauss-Newton matrix is positive semi-definite
 
 
 def test_lm_solver_beats_adam_on_2d_only_exact_keypoints(model, data):

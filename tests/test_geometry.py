@@ -15,6 +15,7 @@ from hmr.geometry import (
     procrustes_align,
     quaternion_to_matrix,
     rot6d_to_matrix,
+    so3_right_jacobian,
     weak_perspective_projection,
 )
 
@@ -94,3 +95,13 @@ def test_procrustes_recovers_similarity():
     rot = axis_angle_to_matrix(_random_rotations(4, 1))
     tgt = 1.7 * src @ rot.transpose(1, 2) + torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
     assert torch.allclose(procrustes_align(src, tgt), tgt, atol=1e-9)
+
+
+def test_so3_right_jacobian_linearises_the_exponential():
+    torch.manual_seed(0)
+    aa = torch.cat([torch.randn(64, 3, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64),
+                    torch.full((1, 3), 1e-5, dtype=torch.float64)])  # fmt: skip
+    d = 1e-6 * torch.randn_like(aa)
+    lhs = axis_angle_to_matrix(aa + d)
+    rhs = axis_angle_to_matrix(aa) @ axis_angle_to_matrix((so3_right_jacobian(aa) @ d[..., None])[..., 0])
+    torch.testing.assert_close(lhs, rhs, atol=1e-11, rtol=0)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
 
 from hmr.body import BodyModel, KeypointSet
 from hmr.body.lbs import forward_kinematics
+from hmr.geometry.rotation import _skew
 
 
 class ReducedBodyModel(nn.Module):
@@ -72,6 +75,28 @@ class ReducedBodyModel(nn.Module):
         self.register_buffer("kp_total", torch.as_tensor(total_w, dtype=dt, device=dev)[:, None])
         self.num_keypoints = keypoints.num
 
+        # For ``linearise``: every column of [joints; virtual vertices] is a point rigidly attached to one
+        # joint's frame (a joint to its parent's, the root to itself), moved by the rotations of that frame's
+        # ancestors. Rows are the keypoints, then the joints.
+        parents = np.asarray(self.parents)
+        frame = np.concatenate([np.maximum(parents, 0), np.abs(vw).argmax(1)])
+        ancestors = np.zeros((nj, nj))
+        for j in range(nj):
+            a = j
+            while a >= 0:
+                ancestors[j, a] = 1.0
+                a = parents[a]
+        col_weight = np.concatenate([np.ones(nj), vw[np.arange(2 * n), np.abs(vw).argmax(1)]])
+        rows = np.concatenate([kp_matrix, np.eye(nj, nj + 2 * n)]) * col_weight  # (R, C)
+        moved = rows[:, :, None] * ancestors[frame][None]  # (R, C, J): column c's weight in row r if j moves c
+        t = functools.partial(torch.as_tensor, dtype=dt, device=dev)
+        self.register_buffer("parent_index", torch.as_tensor(np.maximum(parents, 0), dtype=torch.long, device=dev))
+        self.register_buffer("col_frame", torch.as_tensor(frame, dtype=torch.long, device=dev))
+        self.register_buffer("ancestors", t(ancestors))
+        self.register_buffer("rows", t(rows))
+        self.register_buffer("moved", t(moved.transpose(0, 2, 1).reshape(-1, nj + 2 * n)))  # (R*J, C)
+        self.register_buffer("rows_total", t(np.concatenate([total_w, np.ones(nj)])[:, None]))
+
     def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
         """(B, S) -> (B, J, 3) joints of the shaped body at rest."""
         return self.j_template + torch.einsum("bs,jcs->bjc", betas, self.j_shapedirs[..., : betas.shape[1]])
@@ -97,3 +122,53 @@ class ReducedBodyModel(nn.Module):
         if transl is None:
             return out, joints
         return out + self.kp_total * transl[:, None], joints + transl[:, None]
+
+    def linearise(
+        self, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keypoints and joints, ``(B, K+J, 3)`` (as :meth:`forward` gives them, stacked), and their Jacobian
+        ``(B, K+J, 3, 3J+S+3)`` with respect to a rotation increment per joint (``R_j <- R_j exp([e_j]x)``,
+        radians, in the joint's local frame), the betas and the translation. Analytic, for Gauss-Newton fits.
+
+        A point attached to joint f moves by ``e_a`` of each ancestor a of f as ``(G_a e_a) x (p - J_a)``; the
+        sums over each row's points are formed once per ancestor, so the cost does not grow with the number
+        of virtual vertices a keypoint uses.
+        """
+        b, nj, s = betas.shape[0], len(self.parents), betas.shape[1]
+        feats, dirs = [betas], [self.shapedirs[:, :s]]
+        if self.posedirs is not None:
+            eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+            feats.append((rotmats[:, 1:] - eye).reshape(b, -1))
+            dirs.append(self.posedirs)
+        rest = (self.v_template[:, 0] + torch.cat(feats, 1) @ torch.cat(dirs, 1).T).view(b, -1, 3)
+        rest_joints = self.rest_joints(betas)
+        world, joints = forward_kinematics(rotmats, rest_joints, self.parents, self.levels)
+        f = self.col_frame
+        g = world[:, f]  # (B, C, 3, 3)
+        points = (g @ (torch.cat([rest_joints, rest], 1) - rest_joints[:, f])[..., None])[..., 0] + joints[:, f]
+        out = self.rows @ points + self.rows_total * transl[:, None]
+
+        # Rotations: -[q_ra - m_ra J_a]x G_a, with q_ra the (weighted) sum of row r's points that joint a moves.
+        q = (self.moved @ points).view(b, -1, nj, 3)
+        lever = q - self.moved.sum(-1).view(-1, nj, 1) * joints[:, None]  # (B, R, J, 3)
+        d_rot = -torch.linalg.cross(lever[..., None], world[:, None], dim=-2)  # (B, R, J, 3, 3): column i = axis i
+        d_rot = d_rot.permute(0, 1, 3, 2, 4).reshape(b, -1, 3, nj * 3)
+        if self.posedirs is not None:
+            # Pose blend shapes: d(R_k - I)/de_k,i = R_k [e_i]x, through the rest vertices of the virtual points.
+            basis = _skew(torch.eye(3, dtype=rotmats.dtype, device=rotmats.device))  # (3, 3, 3)
+            d_feat = (rotmats[:, 1:, None] @ basis).reshape(b, nj - 1, 3, 9)
+            pd = self.posedirs.view(-1, 3, nj - 1, 9)
+            d_rest = torch.einsum("vxke,bkie->bvxki", pd, d_feat).reshape(b, -1, 3, (nj - 1) * 3)
+            d_pts = g[:, nj:] @ d_rest  # (B, V, 3, 3(J-1))
+            d_rot[..., 3:] += torch.einsum("rv,bvxk->brxk", self.rows[:, nj:], d_pts)
+        # Betas: a point moves with its rest offset from its frame's joint and with that joint.
+        sd = self.j_shapedirs[..., :s]
+        p = self.parent_index
+        step = world[:, p] @ (sd - sd[p])  # (B, J, 3, S): the bone to each joint from its parent
+        step[:, 0] = sd[0]
+        d_joint = torch.einsum("fa,baxs->bfxs", self.ancestors, step)
+        col_dirs = torch.cat([sd, self.shapedirs[:, :s].view(-1, 3, s)], 0)
+        d_pts = g @ (col_dirs - sd[f]) + d_joint[:, f]  # (B, C, 3, S)
+        d_betas = torch.einsum("rc,bcxs->brxs", self.rows, d_pts)
+        d_transl = (self.rows_total[..., None] * torch.eye(3, dtype=out.dtype, device=out.device)).expand(b, -1, 3, 3)
+        return out, torch.cat([d_rot, d_betas, d_transl], -1)

@@ -17,7 +17,6 @@ import warnings
 
 import numpy as np
 import torch
-import torch.autograd.forward_ad as fwAD
 
 from hmr.body import KEYPOINT_SET_NAMES, SMPL_JOINT_NAMES, BodyModel, KeypointSet, KeypointSetUnavailableError
 from hmr.body.lbs import forward_kinematics
@@ -32,6 +31,7 @@ from hmr.geometry import (
     perspective_projection,
     procrustes_align,
     rot6d_to_matrix,
+    so3_right_jacobian,
 )
 from hmr.geometry.camera import HMR2_CROP_SIZE, HMR2_FOCAL_LENGTH
 from hmr.outputs import MeshOutput
@@ -589,90 +589,121 @@ class _Fitter:
         for x in free:
             x.requires_grad_(False)
 
-    def _residuals(self, x: torch.Tensor, rot0: torch.Tensor, t: _Targets, stage: StageConfig | None,
-                   conf: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        """(N, M) residuals whose squares sum to :meth:`terms` (single frame, 2D) at the packed parameters ``x``
-        (N, 3 + 3(J-1) + S + 3): a root rotation increment (axis-angle, applied after ``rot0``), body pose,
-        betas and camera. Geman-McClure terms become ``s r / sqrt(s^2 + r^2)`` per coordinate."""
-        cfg, nb = self.cfg, self.num_joints - 1
-        d, pose, betas, cam = x.split([3, 3 * nb, self.num_betas, 3], 1)
-        pose = pose.view(-1, nb, 3)
-        rot = torch.cat([(rot0 @ axis_angle_to_matrix(d))[:, None], axis_angle_to_matrix(pose)], 1)
+    def _normal_equations(self, x: torch.Tensor, rot0: torch.Tensor, t: _Targets, stage: StageConfig | None,
+                          conf: torch.Tensor, free: torch.Tensor):  # fmt: skip
+        """Gauss-Newton terms at the packed parameters ``x`` (N, 3 + 3(J-1) + S + 3): a root rotation increment
+        (applied after ``rot0``; zero here), body pose, betas and camera. Returns each person's cost (N,), the
+        same as :meth:`terms` (single frame, 2D), and J^T J (N, F, F) and J^T r (N, F) over the ``free`` columns,
+        from the analytic Jacobian of the residuals (a Geman-McClure term as ``s r / sqrt(s^2 + |r|^2)``)."""
+        cfg, nb, nk, ns = self.cfg, self.num_joints - 1, len(self.names), self.num_betas
+        n = len(x)
+        _, pose, betas, cam = x.split([3, 3 * nb, ns, 3], 1)
         z = cam[:, 2:].exp()
-        kp, joints = self.model(rot, betas, torch.cat([cam[:, :2] * z, z], -1))
-        r = (t.camera.project(kp) - t.kp2d) / t.scale[:, None, None]
+        transl = torch.cat([cam[:, :2] * z, z], -1)
+        rot = torch.cat([rot0[:, None], axis_angle_to_matrix(pose.view(n, nb, 3))], 1)
+        pts, d = self.model.linearise(rot, betas, transl)
+        # Chain rule to the packed parameters: body joints' increments -> their axis-angle, translation -> camera.
+        d_pose = torch.einsum("nrxki,nkij->nrxkj", d[..., 3 : 3 + 3 * nb].unflatten(-1, (nb, 3)),
+                              so3_right_jacobian(pose.view(n, nb, 3))).flatten(-2)  # fmt: skip
+        zero = torch.zeros_like(z)
+        d_transl = torch.stack([torch.cat([z, zero, zero], -1), torch.cat([zero, z, zero], -1), transl], -1)
+        jac = torch.cat([d[..., :3], d_pose, d[..., 3 + 3 * nb : -3], d[..., -3:] @ d_transl[:, None]], -1)
+        jac = jac[..., free]  # (N, K+J, 3, F)
+
+        kp, jk = pts[:, :nk], jac[:, :nk]
+        x_, y_, depth = kp.unbind(-1)
+        f, c = t.camera.focal_length, t.camera.principal_point
+        proj = f[:, None] * torch.stack([x_, y_], -1) / depth[..., None] + c[:, None]
+        # d(pixel)/d(point): f/Z [[1, 0, -X/Z], [0, 1, -Y/Z]]
+        dz = torch.zeros_like(depth)
+        d_proj = torch.stack([torch.stack([1 / depth, dz, -x_ / depth**2], -1),
+                              torch.stack([dz, 1 / depth, -y_ / depth**2], -1)], -2) * f[:, None, :, None]  # fmt: skip
+        inv_scale = 1 / t.scale[:, None, None]
+        r = (proj - t.kp2d) * inv_scale
+        dr = (d_proj @ jk) * inv_scale[..., None]  # (N, K, 2, F)
         s = cfg.robust_sigma
-        w = (cfg.keypoint_weight * conf)[..., None].sqrt()
-        out = [(w * s * r / (s * s + r.pow(2).sum(-1, keepdim=True)).sqrt()).flatten(1)]
+        rho2 = s * s + r.pow(2).sum(-1, keepdim=True)
+        w = (cfg.keypoint_weight * conf)[..., None].sqrt() * s / rho2.sqrt()
+        res = w * r
+        dres = w[..., None] * (dr - r[..., None] * (r[..., None] * dr).sum(-2, keepdim=True) / rho2[..., None])
+        res, dres = res.flatten(1), dres.flatten(1, 2)
+        cost = res.pow(2).sum(-1)
+        jtj = dres.transpose(1, 2) @ dres
+        g = (dres.transpose(1, 2) @ res[..., None])[..., 0]
         if stage is not None:
-            pr = self.prior
-            out.append(math.sqrt(cfg.limit_weight) * (torch.relu(pose - pr.upper) + torch.relu(pr.lower - pose)))
-            out.append(math.sqrt(cfg.bending_weight) * torch.relu(-pose * pr.hinge_sign))
-            anchor = pr.mean_pose if t.pose_anchor is None else t.pose_anchor
-            out.append((stage.prior_scale * cfg.pose_weight * pr.reg_weights).sqrt() * (pose - anchor))
-            out.append(math.sqrt(stage.prior_scale * cfg.shape_weight) * betas)
             if cfg.temporal_weight > 0 and t.joint_prediction is not None:
-                out.append(math.sqrt(cfg.temporal_weight) * (joints - t.joint_prediction))
-        return torch.cat([o.flatten(1) for o in out], 1)
+                rt = math.sqrt(cfg.temporal_weight) * (pts[:, nk:] - t.joint_prediction).flatten(1)
+                jt = math.sqrt(cfg.temporal_weight) * jac[:, nk:].flatten(1, 2)
+                cost = cost + rt.pow(2).sum(-1)
+                jtj = jtj + jt.transpose(1, 2) @ jt
+                g = g + (jt.transpose(1, 2) @ rt[..., None])[..., 0]
+            # Priors: residuals on single parameters, so diagonal terms. Pose: limits, bending, regulariser.
+            pr, pose = self.prior, pose.view(n, nb, 3)
+            anchor = pr.mean_pose if t.pose_anchor is None else t.pose_anchor
+            over, under = pose > pr.upper, pose < pr.lower
+            backwards = (pose * pr.hinge_sign) < 0
+            reg = (stage.prior_scale * cfg.pose_weight * pr.reg_weights).sqrt().expand_as(pose)
+            terms = [
+                (math.sqrt(cfg.limit_weight) * (torch.relu(pose - pr.upper) + torch.relu(pr.lower - pose)),
+                 math.sqrt(cfg.limit_weight) * (over.to(pose.dtype) - under.to(pose.dtype))),
+                (math.sqrt(cfg.bending_weight) * torch.relu(-pose * pr.hinge_sign),
+                 -math.sqrt(cfg.bending_weight) * pr.hinge_sign * backwards),
+                (reg * (pose - anchor), reg),
+            ]  # fmt: skip
+            shape_w = math.sqrt(stage.prior_scale * cfg.shape_weight)
+            diag_r = x.new_zeros(n, len(free))
+            diag_d = x.new_zeros(n, len(free))
+            diag_r2 = x.new_zeros(n)
+            for res_p, der_p in terms:
+                diag_r2 = diag_r2 + res_p.pow(2).flatten(1).sum(-1)
+                diag_d[:, 3 : 3 + 3 * nb] += der_p.flatten(1).expand(n, -1) ** 2
+                diag_r[:, 3 : 3 + 3 * nb] += (der_p * res_p).flatten(1)
+            diag_r2 = diag_r2 + (shape_w * betas).pow(2).sum(-1)
+            diag_d[:, 3 + 3 * nb : 3 + 3 * nb + ns] += shape_w**2
+            diag_r[:, 3 + 3 * nb : 3 + 3 * nb + ns] += shape_w**2 * betas
+            cost = cost + diag_r2
+            jtj = jtj + torch.diag_embed(diag_d[:, free])
+            g = g + diag_r[:, free]
+        return cost, jtj, g
 
     def _levenberg_marquardt(self, p: _Params, t: _Targets, iterations: int, conf, free, prior_stage) -> None:
-        """Damped Gauss-Newton on each person's own parameters (single frame): Jacobians by forward-mode
-        differentiation (one pass over one copy of every person per free parameter), one small solve per person.
-        A step is kept where it lowers that person's cost (the damping then shrinks), else the damping grows."""
+        """Damped Gauss-Newton on each person's own parameters (single frame), one small solve per person. A
+        step is kept where it lowers that person's cost (the damping then shrinks), else the damping grows."""
         cfg, n, nb = self.cfg, len(p.orient), self.num_joints - 1
         sizes = [3, 3 * nb, self.num_betas, 3]
         ids = [id(p.orient), id(p.body_pose), id(p.betas), id(p.cam)]
         free_ids = {id(x) for x in free}
-        mask = torch.cat([torch.full((k,), float(i in free_ids), device=self.device) for k, i in zip(sizes, ids, strict=True)])  # fmt: skip
-        dim = len(mask)
-        nf = int(mask.sum())
-        # Forward mode on nf copies of each person, copy f carrying the tangent of free parameter f.
-        basis = torch.eye(dim, device=self.device)[mask > 0].repeat(n, 1)
-        copies = t.repeat(nf)
-        res_copies = functools.partial(self._residuals, t=copies, stage=prior_stage, conf=conf.repeat_interleave(nf, 0))
+        mask = torch.cat([torch.full((k,), i in free_ids, device=self.device) for k, i in zip(sizes, ids, strict=True)])  # fmt: skip
+        equations = functools.partial(self._normal_equations, t=t, stage=prior_stage, conf=conf, free=mask)
         rot0 = rot6d_to_matrix(p.orient)
         x = torch.cat([torch.zeros(n, 3, device=self.device), p.body_pose.flatten(1), p.betas, p.cam], 1)
-
-        def linearise(x: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """Residuals (N, M) and their Jacobian (N, F, M) at ``x`` in one forward-mode pass."""
-            with fwAD.dual_level():
-                out = res_copies(fwAD.make_dual(x.repeat_interleave(nf, 0), basis), rot.repeat_interleave(nf, 0))
-                primal, tangent = fwAD.unpack_dual(out)
-            return primal.view(n, nf, -1)[:, 0], tangent.view(n, nf, -1)
-
         with torch.no_grad():
-            r, jac = linearise(x, rot0)
-            cost = r.pow(2).sum(-1)
+            cost, jtj, g = equations(x, rot0)
         damping = torch.full((n,), cfg.lm_damping, device=self.device)
         for _ in range(iterations):
             with torch.no_grad():
-                jtj = jac @ jac.transpose(1, 2)
-                g = (jac @ r[..., None])[..., 0]
                 diag = torch.diagonal(jtj, dim1=-2, dim2=-1)
                 # Marquardt scaling with a floor, so that directions the data barely constrain (limb twists
                 # under weak priors) are damped too, and a trust region on the largest component: without
                 # them Gauss-Newton's long steps jump to distant, worse minima.
                 floor = diag.mean(-1, keepdim=True) * cfg.lm_damping_floor
                 a = jtj + damping[:, None, None] * torch.diag_embed(torch.maximum(diag, floor))
-                step = x.new_zeros(n, dim)
                 dx = -torch.linalg.solve(a, g)
                 dx = dx * (cfg.lm_max_step / dx.abs().amax(-1, keepdim=True).clamp_min(cfg.lm_max_step))
-                step[:, mask > 0] = dx
-                new = x + step
+                new = x.clone()
+                new[:, mask] += dx
                 new[:, 3 + 3 * nb : 3 + 3 * nb + self.num_betas].clamp_(-cfg.max_abs_beta, cfg.max_abs_beta)
-                pose = new[:, 3 : 3 + 3 * nb].view(n, nb, 3)
                 if prior_stage is not None:
-                    self.prior.project_(pose)
+                    self.prior.project_(new[:, 3 : 3 + 3 * nb].view(n, nb, 3))
                 new_rot = rot0 @ axis_angle_to_matrix(new[:, :3])
                 new[:, :3] = 0
-                # The candidate's Jacobian is computed with its residuals: kept for the next step if it is accepted.
-                new_r, new_jac = linearise(new, new_rot)
-                new_cost = new_r.pow(2).sum(-1)
+                # The candidate's normal equations come with its cost: kept for the next step if it is accepted.
+                new_cost, new_jtj, new_g = equations(new, new_rot)
                 ok = new_cost < cost
                 x = torch.where(ok[:, None], new, x)
                 rot0 = torch.where(ok[:, None, None], new_rot, rot0)
-                r = torch.where(ok[:, None], new_r, r)
-                jac = torch.where(ok[:, None, None], new_jac, jac)
+                jtj = torch.where(ok[:, None, None], new_jtj, jtj)
+                g = torch.where(ok[:, None], new_g, g)
                 cost = torch.where(ok, new_cost, cost)
                 damping = torch.where(ok, damping / 3, damping * 4).clamp(1e-7, 1e7)
         _, pose, betas, cam = x.split(sizes, 1)

@@ -17,11 +17,12 @@ from hmr.geometry.rotation import (
     quaternion_to_axis_angle,
     quaternion_to_matrix,
     rot6d_to_matrix,
+    so3_right_jacobian,
 )
 
 __all__ = [
     "Camera", "cam_crop_to_full", "crop_cam_to_translation", "perspective_projection",
     "weak_perspective_projection", "procrustes_align", "axis_angle_to_matrix", "axis_angle_to_quaternion",
     "matrix_to_axis_angle", "matrix_to_quaternion", "matrix_to_rot6d", "quaternion_to_axis_angle",
-    "quaternion_to_matrix", "rot6d_to_matrix",
+    "quaternion_to_matrix", "rot6d_to_matrix", "so3_right_jacobian",
 ]  # fmt: skip

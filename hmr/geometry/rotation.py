@@ -39,6 +39,21 @@ def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
     return eye + a * k + b * (k @ k)
 
 
+def so3_right_jacobian(aa: torch.Tensor) -> torch.Tensor:
+    """(..., 3) axis-angle -> (..., 3, 3) right Jacobian ``Jr`` of SO(3): ``exp(aa + d) ~ exp(aa) exp(Jr d)``.
+
+    It turns derivatives with respect to a local rotation increment into derivatives with respect to the
+    axis-angle vector itself (series near zero, where ``Jr`` tends to the identity)."""
+    theta2 = (aa * aa).sum(-1, keepdim=True).unsqueeze(-1)
+    theta = theta2.clamp_min(1e-12).sqrt()
+    small = theta2 < 1e-6
+    a = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / theta2.clamp_min(1e-12))
+    b = torch.where(small, 1 / 6 - theta2 / 120, (theta - torch.sin(theta)) / (theta2 * theta).clamp_min(1e-18))
+    k = _skew(aa)
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(k)
+    return eye - a * k + b * (k @ k)
+
+
 def matrix_to_quaternion(m: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) -> (..., 4) unit quaternion (w, x, y, z) with w >= 0."""
     m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
