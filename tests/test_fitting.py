@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hmr.body import KEYPOINT_SET_NAMES, SMPL_JOINT_NAMES, BodyModel, KeypointSetUnavailableError
+from hmr.body import KEYPOINT_SET_NAMES, SMPL_JOINT_NAMES, BodyModel, KeypointSet, KeypointSetUnavailableError
 from hmr.config import load_yaml, save_yaml
 from hmr.fitting import JOINT_LIMITS, FitConfig, PosePrior, ReducedBodyModel, SequenceFitter, fit, keypoint_map
 from hmr.fitting.synthetic import (
@@ -90,6 +90,18 @@ def test_reduced_model_jacobian_matches_autograd(model):
         expected = torch.stack([expected[i, :, :, i] for i in range(2)])
         torch.testing.assert_close(out, f(x), atol=1e-12, rtol=0)
         torch.testing.assert_close(jac, expected, atol=1e-9, rtol=0)
+
+
+def test_reduced_model_cache_follows_the_keypoint_sets():
+    from hmr.fitting.smplify import _reduced
+
+    m = BodyModel.from_arrays(synthetic_smpl_arrays(num_vertices=6890), name="cached")
+    cpu = torch.device("cpu")
+    first = _reduced(m, "coco17", cpu)
+    assert _reduced(m, "coco17", cpu)[2] is first[2]
+    kp = m.keypoint_regressors["openpose25"].definition()
+    m.add_keypoint_set("openpose25", KeypointSet(kp.names, kp.rows, kp.cols, kp.weights * 1.0))
+    assert _reduced(m, "coco17", cpu)[2] is not first[2]
 
 
 def test_keypoint_map_by_name_and_errors():

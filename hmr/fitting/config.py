@@ -60,6 +60,7 @@ class FitConfig:
     # through the first pose stage (the lowest cost wins).
     yaw_hypotheses: int = 12
     orientation_hypotheses: int = 3
+    orientation_stages: int = 3
     # "lm": Levenberg-Marquardt (damped Gauss-Newton per person) for single-frame 2D-only fits, converging in a
     # few tens of iterations; "adam": Adam everywhere. Fits with 3D keypoints and video batches (frames fitted
     # jointly) always use Adam.

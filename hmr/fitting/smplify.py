@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import math
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -246,6 +247,34 @@ def _cam_from_transl(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([t[:, :2] / z, z.log()], dim=-1)
 
 
+# Reduced models per body model, format and device, valid while the model's keypoint regressors are the same
+# objects (a set added or replaced later rebuilds): building one costs ~20 ms, a noticeable share of a lone
+# person's fit.
+_REDUCED_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _reduced(body_model: BodyModel, keypoint_format: str, device: torch.device):
+    """(keypoint names, available mask, ReducedBodyModel, limbs) for fitting ``keypoint_format``."""
+    regressors = tuple(body_model.keypoint_regressors.items())
+    per_model = _REDUCED_CACHE.setdefault(body_model, {})
+    cached = per_model.get((keypoint_format, str(device)))
+    if (
+        cached is None
+        or len(cached[0]) != len(regressors)
+        or any(k0 != k1 or r0 is not r1 for (k0, r0), (k1, r1) in zip(cached[0], regressors, strict=False))
+    ):
+        kp_def, available = keypoint_map(body_model, keypoint_format)
+        smpl = tuple(body_model.joint_names) == SMPL_JOINT_NAMES
+        cached = per_model[(keypoint_format, str(device))] = (
+            regressors,
+            kp_def.names,
+            torch.as_tensor(available, device=device),
+            ReducedBodyModel(body_model, kp_def).to(device=device, dtype=torch.float32),
+            _limbs(body_model, kp_def) if smpl else [],
+        )
+    return cached[1:]
+
+
 class _Fitter:
     def __init__(self, body_model: BodyModel, keypoint_format: str, cfg: FitConfig, device: torch.device):
         if not isinstance(body_model, BodyModel):
@@ -258,15 +287,11 @@ class _Fitter:
             raise ValueError(f"solver is {cfg.solver!r}; use 'lm' or 'adam'")
         self.cfg, self.device, self.body_model = cfg, device, body_model
         self.format = keypoint_format
-        kp_def, available = keypoint_map(body_model, keypoint_format)
-        self.names = kp_def.names
-        self.available = torch.as_tensor(available, device=device)
-        self.model = ReducedBodyModel(body_model, kp_def).to(device=device, dtype=torch.float32)
+        self.names, self.available, self.model, self.limbs = _reduced(body_model, keypoint_format, device)
         self.prior = PosePrior(body_model.joint_names, cfg.twist_weight).to(device)
         self.num_betas = min(cfg.num_betas, body_model.num_betas)
         self.torso = torch.as_tensor([self.names.index(n) for n in _TORSO], device=device)
         self.num_joints = body_model.num_joints
-        self.limbs = _limbs(body_model, kp_def) if tuple(body_model.joint_names) == SMPL_JOINT_NAMES else []
 
     # -------------------------------------------------------------------------------------- inputs
     def targets(self, kp2d, conf, kp3d, camera: Camera, frames: int, people: int) -> _Targets:
@@ -482,22 +507,28 @@ class _Fitter:
         return p
 
     def fit_cold(self, p: _Params, t: _Targets) -> _Params:
-        """From the mean pose: camera hypotheses and the first pose stage, keep each person's cheapest
-        orientation; then the later pose stages and ``final_stages``, each after a limb flip search."""
+        """From the mean pose: camera hypotheses, carried through the first ``orientation_stages`` stages (pose
+        stages, then final stages), after which each person keeps their cheapest; every stage after the first
+        follows a limb flip search."""
         cfg, h = self.cfg, max(1, self.cfg.orientation_hypotheses)
         p = self.fit_camera(p, t, h=h)
         th = t.repeat(h) if h > 1 else t
-        self.run_stage(p, th, cfg.pose_stages[0])
-        if h > 1:
-            with torch.no_grad():
-                data, prior, _ = self.terms(p, th, cfg.pose_stages[0], th.conf)
-            cost = (data.sum(-1) + prior.sum(-1)).view(t.frames, t.people, h).sum(0)
-            p = p.choose(t.frames, t.people, h, cost.argmin(-1))
-        for stage in (*cfg.pose_stages[1:], *cfg.final_stages):
-            if cfg.flip_search and self.limbs:
-                p = self._flip_search(p, t, stage)
-            self.run_stage(p, t, stage)
+        stages = (*cfg.pose_stages, *cfg.final_stages)
+        for i, stage in enumerate(stages):
+            if i > 0 and cfg.flip_search and self.limbs:
+                p = self._flip_search(p, th, stage)
+            self.run_stage(p, th, stage)
+            if h > 1 and i + 1 == min(max(1, cfg.orientation_stages), len(stages)):
+                p = p.choose(t.frames, t.people, h, self.person_cost(p, th, stage).view(t.people, h).argmin(-1))
+                th, h = t, 1
         return p
+
+    def person_cost(self, p: _Params, t: _Targets, stage: StageConfig) -> torch.Tensor:
+        """(P,) each person's share of the loss under ``stage``'s weights, summed over their frames."""
+        with torch.no_grad():
+            data, prior, _ = self.terms(p, t, stage, t.conf)
+        cost = (data.sum(-1) + prior.sum(-1)).view(t.frames, t.people).sum(0)
+        return cost + stage.prior_scale * self.cfg.shape_weight * shape_regulariser(p.betas)
 
     def _flip_search(self, p: _Params, t: _Targets, stage: StageConfig) -> _Params:
         """Each limb's elbow/knee and wrist/ankle lie on their keypoints' camera rays, each at one of the two
