@@ -21,6 +21,7 @@ from hmr.fitting.synthetic import (  # noqa: E402
     limb_rotation_deg,
     load_synthetic_set,
     make_clip,
+    make_synthetic_set,
     pa_mpjpe_mm,
     render_keypoints,
 )
@@ -30,11 +31,9 @@ DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "fitting_synt
 NOISE_PX = 5.0
 
 
-def _accuracy(model: BodyModel, data: dict) -> tuple[list[list], int]:
-    rows, backwards = [], 0
+def _accuracy(model: BodyModel, data: dict, cases, label_suffix: str = "") -> tuple[list[list], int, dict]:
+    rows, backwards, errors = [], 0, {}
     prior = PosePrior(model.joint_names)
-    cases = [(0.0, False, "lm"), (0.0, True, "lm"), (NOISE_PX, False, "lm"), (NOISE_PX, True, "lm"),
-             (0.0, False, "adam"), (NOISE_PX, False, "adam")]  # fmt: skip
     for noise, use_3d, solver in cases:
         gt = render_keypoints(data, model, noise_px=noise)
         start = time.perf_counter()
@@ -44,15 +43,27 @@ def _accuracy(model: BodyModel, data: dict) -> tuple[list[list], int]:
         with torch.no_grad():
             joints = model(out.global_orient, out.body_pose, out.betas).joints
         err = pa_mpjpe_mm(joints, gt["joints"]).numpy()
+        errors[(noise, use_3d, solver)] = (err, out, gt)
         bends = prior.backward_bends(matrix_to_axis_angle(out.body_pose))
         backwards += int((bends < 0).sum())
         label = ("2D + 3D" if use_3d else "2D only") + (f", {noise:g} px noise" if noise else ", exact")
-        label += ", solver adam (before)" if solver == "adam" else ""
+        label += (", solver adam" if solver == "adam" else "") + label_suffix
+        goal = (20 if use_3d else 40) * (1.5 if noise else 1.0)
         rows.append([label, f"{err.mean():.1f}", f"{np.median(err):.1f}", f"{np.percentile(err, 90):.1f}",
-                     f"{err.max():.1f}", f"{(err < (20 if use_3d else 40)).mean() * 100:.0f}%",
+                     f"{err.max():.1f}", f"{goal:g}", f"{(err < goal).mean() * 100:.0f}%",
                      f"{seconds / len(err):.3f}"])  # fmt: skip
         print(rows[-1], flush=True)
-    return rows, backwards
+    return rows, backwards, errors
+
+
+def _ambiguous(result) -> tuple[int, int]:
+    """Of the 2D-only exact fits over 40 mm: how many reproduce their keypoints to under 0.5 px on average
+    with an ordinary shape (|betas| <= 2, the generator's clip), i.e. explain the input as well as the truth."""
+    err, out, gt = result
+    px = (out.keypoints_2d_full - gt["keypoints_2d"]).norm(dim=-1).mean(-1).numpy()
+    ordinary = out.betas.abs().amax(-1).numpy() <= 2.0
+    bad = err > 40
+    return int(bad.sum()), int((bad & (px < 0.5) & ordinary).sum())
 
 
 def _camera(gt: dict, idx: slice) -> Camera:
@@ -99,7 +110,16 @@ def main() -> None:
     torch.set_num_threads(1)
     model = BodyModel.default()
     data = {k: v for k, v in load_synthetic_set(DATA).items()}
-    acc, backwards = _accuracy(model, data)
+    cases = [(0.0, False, "lm"), (0.0, True, "lm"), (NOISE_PX, False, "lm"), (NOISE_PX, True, "lm"),
+             (0.0, False, "adam"), (NOISE_PX, False, "adam")]  # fmt: skip
+    acc, backwards, errors = _accuracy(model, data, cases)
+    other = make_synthetic_set(model, 120, seed=1)
+    acc2, _, errors2 = _accuracy(model, other, cases[:1] + cases[2:3], ", second set (seed 1, 120 people)")
+    ratio = [errors[(NOISE_PX, False, "lm")][0].mean() / errors[(0.0, False, "lm")][0].mean(),
+             errors[(NOISE_PX, True, "lm")][0].mean() / errors[(0.0, True, "lm")][0].mean(),
+             errors2[(NOISE_PX, False, "lm")][0].mean() / errors2[(0.0, False, "lm")][0].mean()]  # fmt: skip
+    over, explained = _ambiguous(errors[(0.0, False, "lm")])
+    over2, explained2 = _ambiguous(errors2[(0.0, False, "lm")])
     timing = _timing(model, data)
     n = len(data["betas"])
     md = (
@@ -107,19 +127,27 @@ def main() -> None:
         f"Body model `{model.name}`; {n} synthetic people from `tests/data/fitting_synthetic.npz` (mean limb "
         f"rotation {limb_rotation_deg(data['body_pose'].astype(np.float64)).mean():.0f} deg from rest, random "
         "shapes and cameras), OpenPose-25 keypoints projected exactly or with Gaussian noise; every fit starts "
-        "from the mean pose. PA-MPJPE over the 24 body joints, mm, per person; `pass` is the share under the "
-        "goal (40 mm 2D only, 20 mm with 3D keypoints, which are root-relative and compared after a similarity "
-        "alignment). Time per person of the batched fit (all 60 at once). Default solver: Levenberg-Marquardt "
-        "for single-frame 2D-only fits (Adam with 3D keypoints); the `solver adam` rows are the previous "
-        "default (Adam everywhere) for comparison.\n\n"
-        + table(["input", "mean", "median", "90%", "max", "pass", "s/person"], acc)
-        + f"\n\nElbows/knees bent backwards in the fits: {backwards} (of {4 * n * len(acc)} hinges).\n\n"
-        f"CPU time (process time), 1 thread: {machine()}. The machine is shared with other jobs, so times vary "
-        "with its load. LM cold fits run 50 iterations (10 camera, 3 orientation hypotheses through the first "
-        "10 pose iterations, 10 pose, 20 final), each one forward-mode pass over ~85 copies of every person "
-        "(one per free parameter) and an 85x85 solve: few steps, so a lone person is fast, but more arithmetic "
-        "per person than Adam's 540 cheap steps, so large batches are slower. Warm frames run 10 Adam steps "
-        "after a limb flip search.\n\n" + table(["case", "ms per person"], timing)
+        "from the mean pose. PA-MPJPE over the 24 body joints, mm, per person; `pass` is the share under `goal` "
+        "(40 mm 2D only, 20 mm with 3D keypoints, which are root-relative and compared after a similarity "
+        "alignment; 1.5x those with noise). Time per person of the batched fit (all people at once). Default "
+        "solver: Levenberg-Marquardt for single-frame 2D-only fits (Adam with 3D keypoints); `solver adam` rows "
+        "use Adam everywhere. The second set is drawn by the same generator with another seed "
+        "(`make_synthetic_set(model, 120, seed=1)`); this session's settings were chosen on it.\n\n"
+        + table(["input", "mean", "median", "90%", "max", "goal", "pass", "s/person"], acc + acc2)
+        + f"\n\nElbows/knees bent backwards in the fits: {backwards} (of {4 * n * len(acc)} hinges). Mean error "
+        f"with 5 px noise over the exact one: {ratio[0]:.2f}x (2D only), {ratio[1]:.2f}x (2D + 3D); second "
+        f"set {ratio[2]:.2f}x.\n\n"
+        f"**Why 2D only falls short:** of the {over} people over 40 mm (2D only, exact), {explained} are fitted with "
+        f"keypoints within 0.5 px of the input on average and an ordinary shape (|betas| <= 2); second set: "
+        f"{explained2} of {over2}. Those fits explain the keypoints as well as the truth does; they differ from "
+        "it where 2D keypoints cannot decide (a limb's depth, bone lengths against foreshortening), so the "
+        "priors choose, and a prior that chose the generator's pose every time would have to know the "
+        "answer.\n\n"
+        f"CPU time (process time), 1 thread: {machine()}. LM cold fits run 50 iterations (10 camera, then 10 "
+        "pose, 10 pose and 20 final on each of 3 orientation hypotheses, the cheapest kept at the end), each "
+        "with the Jacobian of the residuals computed analytically (`ReducedBodyModel.linearise`) and one 85x85 "
+        "solve per person. Warm frames run 10 Adam steps after a limb flip search.\n\n"
+        + table(["case", "ms per person"], timing)
     )
     write_section("fitting", md)
 

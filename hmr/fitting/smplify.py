@@ -602,21 +602,26 @@ class _Fitter:
         if stage.iterations <= 0:
             return
         scales = {id(p.orient): 1.0, id(p.body_pose): 1.0, id(p.betas): 2.0, id(p.cam): 0.3}
+        lrs = [stage.lr * scales[id(x)] for x in free]
+        # Adam (betas 0.9, 0.99) written out: torch.optim's first step imports torch._dynamo, ~1.5 s once per
+        # process, which a video's first warm frame or a one-off fit would pay.
+        b1, b2 = 0.9, 0.99
+        m = [torch.zeros_like(x) for x in free]
+        v = [torch.zeros_like(x) for x in free]
         for x in free:
             x.requires_grad_(True)
-        opt = torch.optim.Adam([{"params": [x], "lr": stage.lr * scales[id(x)]} for x in free], betas=(0.9, 0.99))
-        base = [g["lr"] for g in opt.param_groups]
         for it in range(stage.iterations):
             decay = 0.1 + 0.45 * (1 + math.cos(math.pi * it / stage.iterations))
-            for g, lr in zip(opt.param_groups, base, strict=True):
-                g["lr"] = lr * decay
-            opt.zero_grad(set_to_none=True)
-            self.loss(p, t, prior_stage, conf).backward()
-            opt.step()
+            grads = torch.autograd.grad(self.loss(p, t, prior_stage, conf), free)
             with torch.no_grad():
+                for x, g, m_, v_, lr in zip(free, grads, m, v, lrs, strict=True):
+                    m_.mul_(b1).add_(g, alpha=1 - b1)
+                    v_.mul_(b2).addcmul_(g, g, value=1 - b2)
+                    denom = (v_ / (1 - b2 ** (it + 1))).sqrt_().add_(1e-8)
+                    x.addcdiv_(m_, denom, value=-lr * decay / (1 - b1 ** (it + 1)))
                 p.betas.clamp_(-self.cfg.max_abs_beta, self.cfg.max_abs_beta)
-            if prior_stage is not None:
-                self.prior.project_(p.body_pose)
+                if prior_stage is not None:
+                    self.prior.project_(p.body_pose)
         for x in free:
             x.requires_grad_(False)
 
