@@ -268,10 +268,24 @@ def test_video_batch_and_warm_start(model, data):
         res = online.step(kp[t], conf[t])
         errs.append(pa_mpjpe_mm(_joints(model, res), joints[2 * t : 2 * t + 2]))
     # Warm-started frames (with restarts where the warm start lost the person) stay near the batch fit. This clip
-    # moves fast (1/5 of a whole pose change per frame): the warm frames measured 66 mm (batch fit 47 mm).
-    assert torch.cat(errs).mean() < max(75.0, batch_err.mean() + 15)
+    # moves fast (1/5 of a whole pose change per frame): the warm frames measured 57 mm (batch fit 47 mm).
+    assert torch.cat(errs).mean() < batch_err.mean() + 15
     with pytest.raises(ValueError, match="reset"):
         online.step(kp[0, :1], conf[0, :1])
+
+
+def test_warm_start_does_not_drift(model, data):
+    """Frame after frame, warm starts stay as accurate as fitting every frame from scratch. (With the regulariser
+    centred on the previous frame, and Adam steps, they wandered off: 63 mm against 16 mm on this clip.)"""
+    clip = [render_keypoints(frame, model) for frame in make_clip(data, 20, 21, 12)]
+    online = SequenceFitter(model, clip[0]["camera"])
+    warm, cold = [], []
+    for frame in clip:
+        kp, conf, cam = frame["keypoints_2d"], frame["confidences"], frame["camera"]
+        warm.append(pa_mpjpe_mm(_joints(model, online.step(kp, conf)), frame["joints"]))
+        cold.append(pa_mpjpe_mm(_joints(model, fit(kp, conf, model, cam)), frame["joints"]))
+    warm, cold = torch.cat(warm[1:]), torch.cat(cold[1:])  # measured: 25 and 16 mm
+    assert warm.mean() < cold.mean() + 15 and warm.max() < 40, (warm, cold)
 
 
 def test_levenberg_marquardt_normal_equations_match_the_loss(model, data):

@@ -49,10 +49,11 @@ class FitConfig:
     # after the inverse kinematics, by data, joint limits and the regulariser, worked as well and is cheaper).
     flip_stages: tuple[StageConfig, ...] = ()
     final_stages: tuple[StageConfig, ...] = (StageConfig(iterations=300, lr=0.03, prior_scale=0.01, lm_iterations=20),)
-    # Stages used instead when starting from ``init`` (network refinement), and by SequenceFitter for every
-    # frame after the first (warm start from the previous frame, whose pose the regulariser then pulls to).
+    # Stages used instead when starting from ``init`` (network refinement: the pose regulariser pulls to the
+    # init's pose), and by SequenceFitter for every frame after the first (warm start from the previous frame,
+    # after a limb flip search; the regulariser stays centred on the mean pose, as in a cold fit's last stage).
     refine_stages: tuple[StageConfig, ...] = (StageConfig(iterations=40, lr=0.01, prior_scale=1.0, lm_iterations=15),)
-    warm_stages: tuple[StageConfig, ...] = (StageConfig(iterations=10, lr=0.02, prior_scale=1.0),)
+    warm_stages: tuple[StageConfig, ...] = (StageConfig(iterations=10, lr=0.02, prior_scale=0.01, lm_iterations=10),)
     # A warm-started person whose mean reprojection error (in units of their 2D size) exceeds this is fitted
     # again from scratch.
     warm_restart_error: float = 0.02
@@ -88,9 +89,11 @@ class FitConfig:
     max_abs_beta: float = 3.0
     limit_weight: float = 10.0
     bending_weight: float = 1.0
-    # Temporal smoothness: squared joint acceleration (metres per frame^2) over the frames axis, or against the
-    # constant-velocity prediction from the two previous frames (SequenceFitter).
+    # Temporal smoothness: squared joint acceleration (metres per frame^2) over the frames axis of a video batch;
+    # for SequenceFitter, squared distance to the constant-velocity prediction from the two previous frames,
+    # weaker because it carries any error of those frames forward.
     temporal_weight: float = 0.01
+    online_temporal_weight: float = 1e-3
     # Confidences at or below this are ignored.
     min_confidence: float = 0.0
     num_betas: int = 10

@@ -162,7 +162,12 @@ class SequenceFitter:
         if start is not None and len(self._joints) >= 2:
             targets.joint_prediction = 2 * self._joints[-1] - self._joints[-2]
         stages = self.cfg.refine_stages if init is not None else self.cfg.warm_stages
-        params = f.solve(f.initial_params(targets, start), targets, start, stages, flips=init is None)
+        params = f.initial_params(targets, start)
+        if init is None:
+            # Warm frames keep the cold fit's regulariser (the mean pose): centred on the previous frame it let
+            # the pose wander along what 2D keypoints cannot see, frame after frame.
+            targets.pose_anchor = None
+        params = f.solve(params, targets, start, stages, flips=init is None)
         if start is not None and init is None:
             # People the warm start lost (fast motion, a tracking swap) are fitted again from scratch.
             lost = torch.nonzero(f.reprojection_error(params, targets) > self.cfg.warm_restart_error)[:, 0]
@@ -387,8 +392,8 @@ class _Fitter:
         prior = prior + cfg.bending_weight * self.prior.bending_penalty(p.body_pose)
         prior = prior + stage.prior_scale * cfg.pose_weight * self.prior.regulariser(p.body_pose, t.pose_anchor)
         shared = stage.prior_scale * cfg.shape_weight * shape_regulariser(p.betas).sum()
-        if cfg.temporal_weight > 0:
-            shared = shared + cfg.temporal_weight * self._temporal(joints, t)
+        if self._temporal_weight(t) > 0:
+            shared = shared + self._temporal_weight(t) * self._temporal(joints, t)
         return data, prior, shared
 
     def loss(self, p: _Params, t: _Targets, stage: StageConfig | None, conf: torch.Tensor) -> torch.Tensor:
@@ -403,6 +408,9 @@ class _Fitter:
             wn = (w / w.sum(-1, keepdim=True).clamp_min(1e-9))[..., None]
             aligned = kp - (wn * kp).sum(1, keepdim=True) + (wn * t.kp3d).sum(1, keepdim=True)
         return w * (aligned - t.kp3d).pow(2).sum(-1)
+
+    def _temporal_weight(self, t: _Targets) -> float:
+        return self.cfg.online_temporal_weight if t.joint_prediction is not None else self.cfg.temporal_weight
 
     @staticmethod
     def _temporal(joints: torch.Tensor, t: _Targets) -> torch.Tensor:
@@ -667,9 +675,9 @@ class _Fitter:
         jtj = dres.transpose(1, 2) @ dres
         g = (dres.transpose(1, 2) @ res[..., None])[..., 0]
         if stage is not None:
-            if cfg.temporal_weight > 0 and t.joint_prediction is not None:
-                rt = math.sqrt(cfg.temporal_weight) * (pts[:, nk:] - t.joint_prediction).flatten(1)
-                jt = math.sqrt(cfg.temporal_weight) * jac[:, nk:].flatten(1, 2)
+            if self._temporal_weight(t) > 0 and t.joint_prediction is not None:
+                rt = math.sqrt(self._temporal_weight(t)) * (pts[:, nk:] - t.joint_prediction).flatten(1)
+                jt = math.sqrt(self._temporal_weight(t)) * jac[:, nk:].flatten(1, 2)
                 cost = cost + rt.pow(2).sum(-1)
                 jtj = jtj + jt.transpose(1, 2) @ jt
                 g = g + (jt.transpose(1, 2) @ rt[..., None])[..., 0]
