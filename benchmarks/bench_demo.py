@@ -123,12 +123,17 @@ def main() -> None:
         "output cut to the 1 or 3 largest people), default pipeline (BlazePose keypoints + fitting of the "
         "default body model, warm-started per track with the fitting's `warm_stages`; `live` = `--camera`: "
         f"detection every 5th frame), CPU: {machine()}. Mean ms per frame over the frames where no new "
-        "track was fitted cold (`cold frames`: how many frames had one, excluded; a cold fit takes seconds, "
-        "see the fitting section); `other` = tracking, smoothing (body-model forward), bookkeeping; "
+        "track was fitted cold (`cold frames`: how many frames had one, excluded; with BlazePose's 3D landmarks it "
+        "runs Adam and takes 1-2 s per person, see the fitting section); `other` = tracking, smoothing (body-model forward), bookkeeping; "
         "fps = 1000 / mean frame time; "
         "`render` is the overlay (MSAA 4x). Jitter: mean 3D joint acceleration raw / One-Euro smoothed, "
-        f"mm/frame². 1-minute load average at the end: {os.getloadavg()[0]:.1f} (other jobs shared the "
-        "CPU; re-run on an idle machine for clean numbers).\n\n"
+        f"mm/frame². 1-minute load average at the end: {os.getloadavg()[0]:.1f}"
+        + (
+            " (other jobs shared the CPU; re-run on an idle machine for clean numbers)"
+            if os.getloadavg()[0] > 2.5
+            else ""
+        )
+        + ".\n\n"
         + table(
             [
                 "mode",
