@@ -132,7 +132,7 @@ def main() -> None:
         "alignment; 1.5x those with noise). Time per person of the batched fit (all people at once). Default "
         "solver: Levenberg-Marquardt for single-frame 2D-only fits (Adam with 3D keypoints); `solver adam` rows "
         "use Adam everywhere. The second set is drawn by the same generator with another seed "
-        "(`make_synthetic_set(model, 120, seed=1)`); this session's settings were chosen on it.\n\n"
+        "(`make_synthetic_set(model, 120, seed=1)`); the newest settings were chosen on it.\n\n"
         + table(["input", "mean", "median", "90%", "max", "goal", "pass", "s/person"], acc + acc2)
         + f"\n\nElbows/knees bent backwards in the fits: {backwards} (of {4 * n * len(acc)} hinges). Mean error "
         f"with 5 px noise over the exact one: {ratio[0]:.2f}x (2D only), {ratio[1]:.2f}x (2D + 3D); second "
@@ -146,7 +146,7 @@ def main() -> None:
         f"CPU time (process time), 1 thread: {machine()}. LM cold fits run 50 iterations (10 camera, then 10 "
         "pose, 10 pose and 20 final on each of 3 orientation hypotheses, the cheapest kept at the end), each "
         "with the Jacobian of the residuals computed analytically (`ReducedBodyModel.linearise`) and one 85x85 "
-        "solve per person. Warm frames run 10 Adam steps after a limb flip search.\n\n"
+        "solve per person. Warm frames: a limb flip search, then 10 LM iterations.\n\n"
         + table(["case", "ms per person"], timing)
     )
     write_section("fitting", md)

@@ -101,13 +101,11 @@ class ReducedBodyModel(nn.Module):
         """(B, S) -> (B, J, 3) joints of the shaped body at rest."""
         return self.j_template + torch.einsum("bs,jcs->bjc", betas, self.j_shapedirs[..., : betas.shape[1]])
 
-    def forward(
-        self, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Local rotations (B, J, 3, 3), betas (B, S) -> keypoints (B, K, 3), joints (B, J, 3)."""
+    def _posed(self, rotmats: torch.Tensor, betas: torch.Tensor):
+        """Rest virtual vertices (B, V, 3) with shape and pose blend shapes, rest joints (B, J, 3), and the
+        world rotations (B, J, 3, 3) and positions (B, J, 3) of the joints."""
         b = betas.shape[0]
-        feats = [betas]
-        dirs = [self.shapedirs[:, : betas.shape[1]]]
+        feats, dirs = [betas], [self.shapedirs[:, : betas.shape[1]]]
         if self.posedirs is not None:
             eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
             feats.append((rotmats[:, 1:] - eye).reshape(b, -1))
@@ -115,6 +113,13 @@ class ReducedBodyModel(nn.Module):
         rest = (self.v_template[:, 0] + torch.cat(feats, 1) @ torch.cat(dirs, 1).T).view(b, -1, 3)
         rest_joints = self.rest_joints(betas)
         world, joints = forward_kinematics(rotmats, rest_joints, self.parents, self.levels)
+        return rest, rest_joints, world, joints
+
+    def forward(
+        self, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Local rotations (B, J, 3, 3), betas (B, S) -> keypoints (B, K, 3), joints (B, J, 3)."""
+        rest, rest_joints, world, joints = self._posed(rotmats, betas)
         offset = joints - (world @ rest_joints[..., None])[..., 0]
         rot_v, off_v = world[:, self.vertex_joint], offset[:, self.vertex_joint]
         verts = ((rot_v @ rest[..., None])[..., 0] + off_v) * self.vertex_weight[:, None]
@@ -135,14 +140,7 @@ class ReducedBodyModel(nn.Module):
         of virtual vertices a keypoint uses.
         """
         b, nj, s = betas.shape[0], len(self.parents), betas.shape[1]
-        feats, dirs = [betas], [self.shapedirs[:, :s]]
-        if self.posedirs is not None:
-            eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
-            feats.append((rotmats[:, 1:] - eye).reshape(b, -1))
-            dirs.append(self.posedirs)
-        rest = (self.v_template[:, 0] + torch.cat(feats, 1) @ torch.cat(dirs, 1).T).view(b, -1, 3)
-        rest_joints = self.rest_joints(betas)
-        world, joints = forward_kinematics(rotmats, rest_joints, self.parents, self.levels)
+        rest, rest_joints, world, joints = self._posed(rotmats, betas)
         f = self.col_frame
         g = world[:, f]  # (B, C, 3, 3)
         points = (g @ (torch.cat([rest_joints, rest], 1) - rest_joints[:, f])[..., None])[..., 0] + joints[:, f]
