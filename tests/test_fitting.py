@@ -288,14 +288,18 @@ def test_warm_start_does_not_drift(model, data):
     assert warm.mean() < cold.mean() + 15 and warm.max() < 40, (warm, cold)
 
 
-def test_levenberg_marquardt_normal_equations_match_the_loss(model, data):
+@pytest.mark.parametrize("alignment", [None, "similarity", "translation"])
+def test_levenberg_marquardt_normal_equations_match_the_loss(model, data, alignment):
     """The LM solver minimises the same objective as Adam: its cost is the loss, and J^T r (from the analytic
-    Jacobian) is half the loss's autograd gradient, temporal term included."""
+    Jacobian; 3D residuals with the alignment held at its optimum) is half the loss's autograd gradient,
+    temporal term included."""
     from hmr.fitting.smplify import _Fitter, _Params
 
     gt = render_keypoints(_subset(data, [0, 1]), model, noise_px=5.0)
-    fitter = _Fitter(model, "openpose25", FitConfig(), torch.device("cpu"))
-    t = fitter.targets(gt["keypoints_2d"], gt["confidences"], None, gt["camera"], 1, 2)
+    cfg = FitConfig(keypoint_3d_alignment=alignment or "similarity")
+    fitter = _Fitter(model, "openpose25", cfg, torch.device("cpu"))
+    kp3d = None if alignment is None else gt["keypoints_3d"] * 1.1 + 0.01 * torch.randn_like(gt["keypoints_3d"])
+    t = fitter.targets(gt["keypoints_2d"], gt["confidences"], kp3d, gt["camera"], 1, 2)
     p = fitter.initial_params(t, None)
     p = fitter.fit_camera(p, t)
     torch.manual_seed(0)
@@ -318,8 +322,21 @@ def test_levenberg_marquardt_normal_equations_match_the_loss(model, data):
     value = loss(x)
     (grad,) = torch.autograd.grad(value, x)
     torch.testing.assert_close(cost.sum(), value.detach(), rtol=1e-4, atol=1e-7)
-    torch.testing.assert_close(2 * g, grad, rtol=1e-3, atol=1e-6)
-    assert torch.linalg.eigvalsh(jtj).min() > -1e-6  # a Gauss-Newton matrix is positive semi-definite
+    torch.testing.assert_close(2 * g, grad, rtol=1e-3, atol=1e-3 * grad.abs().max().item())
+    assert torch.linalg.eigvalsh(jtj).min() > -1e-6 * jtj.abs().max()  # Gauss-Newton: positive semi-definite
+
+
+def test_warm_frames_with_3d_keypoints(model, data):
+    """The demo's video path: each frame refined from the previous one with 3D landmarks (LM near a solution)."""
+    clip = [render_keypoints(frame, model, noise_px=2.0) for frame in make_clip(data, 30, 31, 8)]
+    cfg = FitConfig()
+    cfg = dataclasses.replace(cfg, refine_stages=cfg.warm_stages)
+    seq, prev, errs = SequenceFitter(model, clip[0]["camera"], config=cfg), None, []
+    for frame in clip:
+        seq.reset()
+        prev = seq.step(frame["keypoints_2d"], frame["confidences"], frame["keypoints_3d"], init=prev)
+        errs.append(pa_mpjpe_mm(_joints(model, prev), frame["joints"]))
+    assert torch.cat(errs).max() < 20, errs  # measured: 5-10 mm (Adam's 10 steps a frame drifted to 35 mm)
 
 
 def test_lm_solver_beats_adam_on_2d_only_exact_keypoints(model, data):
