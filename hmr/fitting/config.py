@@ -57,8 +57,9 @@ class FitConfig:
     # A warm-started person whose mean reprojection error (in units of their 2D size) exceeds this is fitted
     # again from scratch.
     warm_restart_error: float = 0.02
-    # Yaw angles (about the body's vertical axis) tried by stage 1, and how many of the best are carried
-    # through the first pose stage (the lowest cost wins).
+    # Yaw angles (about the body's vertical axis) tried by stage 1, how many of the best are carried through the
+    # first ``orientation_stages`` pose and final stages (then the lowest cost wins; with 3D keypoints after the
+    # first stage).
     yaw_hypotheses: int = 12
     orientation_hypotheses: int = 3
     orientation_stages: int = 3
