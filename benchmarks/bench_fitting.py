@@ -74,17 +74,26 @@ def _camera(gt: dict, idx: slice) -> Camera:
 def _timing(model: BodyModel, data: dict) -> list[list]:
     gt = render_keypoints(data, model)
     rows = []
-    for solver, batch in (("lm", 1), ("lm", 16), ("lm", 60), ("adam", 1), ("adam", 60)):
+    cases = [("lm", 1, False), ("lm", 16, False), ("lm", 60, False), ("adam", 1, False), ("adam", 60, False),
+             ("lm", 1, True), ("lm", 60, True)]  # fmt: skip
+    for solver, batch, use_3d in cases:
         cfg = FitConfig(solver=solver)
-        fit(gt["keypoints_2d"][:1], gt["confidences"][:1], model, _camera(gt, slice(0, 1)), config=cfg)  # warm-up
+        kp3d = gt["keypoints_3d"] if use_3d else None
+
+        def run(idx, cfg=cfg, kp3d=kp3d):
+            fit(gt["keypoints_2d"][idx], gt["confidences"][idx], model, _camera(gt, idx),
+                keypoints_3d=None if kp3d is None else kp3d[idx], config=cfg)  # fmt: skip
+
+        run(slice(0, 1))  # warm-up
         # Batch 1: mean over 5 people fitted one at a time. CPU time: less sensitive to the machine's load.
         parts = [slice(i, i + 1) for i in range(5)] if batch == 1 else [slice(0, batch)]
         start = time.process_time()
         for idx in parts:
-            fit(gt["keypoints_2d"][idx], gt["confidences"][idx], model, _camera(gt, idx), config=cfg)
+            run(idx)
         ms = (time.process_time() - start) / (5 if batch == 1 else batch) * 1000
-        rows.append([f"cold fit, {'one person at a time' if batch == 1 else f'batch {batch}'}, solver {solver}",
-                     f"{ms:.0f}"])  # fmt: skip
+        who = "one person at a time" if batch == 1 else f"batch {batch}"
+        what = ", with 3D keypoints (Adam)" if use_3d else f", solver {solver}"
+        rows.append([f"cold fit, {who}{what}", f"{ms:.0f}"])
         print(rows[-1], flush=True)
     # Warm start: a 30-frame clip of one person moving from one synthetic pose to another.
     clip = [render_keypoints(frame, model) for frame in make_clip(data, 1, 2, 30)]
