@@ -90,6 +90,10 @@ def test_reduced_model_jacobian_matches_autograd(model):
         expected = torch.stack([expected[i, :, :, i] for i in range(2)])
         torch.testing.assert_close(out, f(x), atol=1e-12, rtol=0)
         torch.testing.assert_close(jac, expected, atol=1e-9, rtol=0)
+        kp_only, kp_jac = reduced.linearise(rot, betas, transl, with_joints=False)
+        k = kp_only.shape[1]
+        torch.testing.assert_close((kp_only, kp_jac), (out[:, :k], jac[:, :k]), atol=1e-12, rtol=0)
+        assert k == reduced.num_keypoints
 
 
 def test_reduced_model_cache_follows_the_keypoint_sets():

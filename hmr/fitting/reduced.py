@@ -129,11 +129,12 @@ class ReducedBodyModel(nn.Module):
         return out + self.kp_total * transl[:, None], joints + transl[:, None]
 
     def linearise(
-        self, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor
+        self, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor, with_joints: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keypoints and joints, ``(B, K+J, 3)`` (as :meth:`forward` gives them, stacked), and their Jacobian
-        ``(B, K+J, 3, 3J+S+3)`` with respect to a rotation increment per joint (``R_j <- R_j exp([e_j]x)``,
-        radians, in the joint's local frame), the betas and the translation. Analytic, for Gauss-Newton fits.
+        """Keypoints and joints, ``(B, K+J, 3)`` (as :meth:`forward` gives them, stacked; keypoints only unless
+        ``with_joints``), and their Jacobian ``(B, K+J, 3, 3J+S+3)`` with respect to a rotation increment per
+        joint (``R_j <- R_j exp([e_j]x)``, radians, in the joint's local frame), the betas and the translation.
+        Analytic, for Gauss-Newton fits.
 
         A point attached to joint f moves by ``e_a`` of each ancestor a of f as ``(G_a e_a) x (p - J_a)``; the
         sums over each row's points are formed once per ancestor, so the cost does not grow with the number
@@ -142,13 +143,15 @@ class ReducedBodyModel(nn.Module):
         b, nj, s = betas.shape[0], len(self.parents), betas.shape[1]
         rest, rest_joints, world, joints = self._posed(rotmats, betas)
         f = self.col_frame
+        nr = len(self.rows) if with_joints else self.num_keypoints
+        rows, moved = self.rows[:nr], self.moved[: nr * nj]
         g = world[:, f]  # (B, C, 3, 3)
         points = (g @ (torch.cat([rest_joints, rest], 1) - rest_joints[:, f])[..., None])[..., 0] + joints[:, f]
-        out = self.rows @ points + self.rows_total * transl[:, None]
+        out = rows @ points + self.rows_total[:nr] * transl[:, None]
 
         # Rotations: -[q_ra - m_ra J_a]x G_a, with q_ra the (weighted) sum of row r's points that joint a moves.
-        q = (self.moved @ points).view(b, -1, nj, 3)
-        lever = q - self.moved.sum(-1).view(-1, nj, 1) * joints[:, None]  # (B, R, J, 3)
+        q = (moved @ points).view(b, -1, nj, 3)
+        lever = q - moved.sum(-1).view(-1, nj, 1) * joints[:, None]  # (B, R, J, 3)
         d_rot = -torch.linalg.cross(lever[..., None], world[:, None], dim=-2)  # (B, R, J, 3, 3): column i = axis i
         d_rot = d_rot.permute(0, 1, 3, 2, 4).reshape(b, -1, 3, nj * 3)
         if self.posedirs is not None:
@@ -158,7 +161,7 @@ class ReducedBodyModel(nn.Module):
             pd = self.posedirs.view(-1, 3, nj - 1, 9)
             d_rest = torch.einsum("vxke,bkie->bvxki", pd, d_feat).reshape(b, -1, 3, (nj - 1) * 3)
             d_pts = g[:, nj:] @ d_rest  # (B, V, 3, 3(J-1))
-            d_rot[..., 3:] += torch.einsum("rv,bvxk->brxk", self.rows[:, nj:], d_pts)
+            d_rot[..., 3:] += torch.einsum("rv,bvxk->brxk", rows[:, nj:], d_pts)
         # Betas: a point moves with its rest offset from its frame's joint and with that joint.
         sd = self.j_shapedirs[..., :s]
         p = self.parent_index
@@ -167,6 +170,8 @@ class ReducedBodyModel(nn.Module):
         d_joint = torch.einsum("fa,baxs->bfxs", self.ancestors, step)
         col_dirs = torch.cat([sd, self.shapedirs[:, :s].view(-1, 3, s)], 0)
         d_pts = g @ (col_dirs - sd[f]) + d_joint[:, f]  # (B, C, 3, S)
-        d_betas = torch.einsum("rc,bcxs->brxs", self.rows, d_pts)
-        d_transl = (self.rows_total[..., None] * torch.eye(3, dtype=out.dtype, device=out.device)).expand(b, -1, 3, 3)
+        d_betas = torch.einsum("rc,bcxs->brxs", rows, d_pts)
+        d_transl = (self.rows_total[:nr, :, None] * torch.eye(3, dtype=out.dtype, device=out.device)).expand(
+            b, -1, 3, 3
+        )
         return out, torch.cat([d_rot, d_betas, d_transl], -1)

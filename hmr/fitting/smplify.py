@@ -652,7 +652,8 @@ class _Fitter:
         z = cam[:, 2:].exp()
         transl = torch.cat([cam[:, :2] * z, z], -1)
         rot = torch.cat([rot0[:, None], axis_angle_to_matrix(pose.view(n, nb, 3))], 1)
-        pts, d = self.model.linearise(rot, betas, transl)
+        temporal = stage is not None and self._temporal_weight(t) > 0 and t.joint_prediction is not None
+        pts, d = self.model.linearise(rot, betas, transl, with_joints=temporal)
         # Chain rule to the packed parameters: body joints' increments -> their axis-angle, translation -> camera.
         d_pose = torch.einsum("nrxki,nkij->nrxkj", d[..., 3 : 3 + 3 * nb].unflatten(-1, (nb, 3)),
                               so3_right_jacobian(pose.view(n, nb, 3))).flatten(-2)  # fmt: skip
@@ -662,16 +663,13 @@ class _Fitter:
         jac = jac[..., free]  # (N, K+J, 3, F)
 
         kp, jk = pts[:, :nk], jac[:, :nk]
-        x_, y_, depth = kp.unbind(-1)
+        depth = kp[..., 2]
         f, c = t.camera.focal_length, t.camera.principal_point
-        proj = f[:, None] * torch.stack([x_, y_], -1) / depth[..., None] + c[:, None]
-        # d(pixel)/d(point): f/Z [[1, 0, -X/Z], [0, 1, -Y/Z]]
-        dz = torch.zeros_like(depth)
-        d_proj = torch.stack([torch.stack([1 / depth, dz, -x_ / depth**2], -1),
-                              torch.stack([dz, 1 / depth, -y_ / depth**2], -1)], -2) * f[:, None, :, None]  # fmt: skip
+        plane = kp[..., :2] / depth[..., None]
         inv_scale = 1 / t.scale[:, None, None]
-        r = (proj - t.kp2d) * inv_scale
-        dr = (d_proj @ jk) * inv_scale[..., None]  # (N, K, 2, F)
+        r = (f[:, None] * plane + c[:, None] - t.kp2d) * inv_scale
+        # d(pixel)/d(point) = f/Z [[1, 0, -X/Z], [0, 1, -Y/Z]]
+        dr = (f[:, None] * inv_scale / depth[..., None])[..., None] * (jk[:, :, :2] - plane[..., None] * jk[:, :, 2:])
         s = cfg.robust_sigma
         rho2 = s * s + r.pow(2).sum(-1, keepdim=True)
         w = (cfg.keypoint_weight * conf)[..., None].sqrt() * s / rho2.sqrt()
@@ -696,7 +694,7 @@ class _Fitter:
         jtj = dres.transpose(1, 2) @ dres
         g = (dres.transpose(1, 2) @ res[..., None])[..., 0]
         if stage is not None:
-            if self._temporal_weight(t) > 0 and t.joint_prediction is not None:
+            if temporal:
                 rt = math.sqrt(self._temporal_weight(t)) * (pts[:, nk:] - t.joint_prediction).flatten(1)
                 jt = math.sqrt(self._temporal_weight(t)) * jac[:, nk:].flatten(1, 2)
                 cost = cost + rt.pow(2).sum(-1)
