@@ -63,9 +63,9 @@ class FitConfig:
     yaw_hypotheses: int = 12
     orientation_hypotheses: int = 3
     orientation_stages: int = 3
-    # "lm": Levenberg-Marquardt (damped Gauss-Newton per person) for single-frame 2D-only fits, converging in a
-    # few tens of iterations; "adam": Adam everywhere. Fits with 3D keypoints and video batches (frames fitted
-    # jointly) always use Adam.
+    # "lm": Levenberg-Marquardt (damped Gauss-Newton per person) for single-frame fits, converging in a few tens
+    # of iterations; "adam": Adam everywhere. Cold fits with 3D keypoints and video batches (frames fitted
+    # jointly) always use Adam; fits with 3D keypoints from an init or a previous frame use LM.
     solver: str = "lm"
     # Initial damping (divided by 3 after a step that lowers the cost, multiplied by 4 otherwise), its floor
     # relative to the mean curvature, and the largest change of any parameter in one step (radians, betas,
