@@ -208,6 +208,11 @@ def test_fit_is_deterministic_and_never_bends_backwards(model, data):
     assert torch.equal(a.body_pose, b.body_pose) and torch.equal(a.cam_t_full, b.cam_t_full)
     bends = PosePrior(model.joint_names).backward_bends(matrix_to_axis_angle(a.body_pose))
     assert (bends >= 0).all()
+    # A person's fit does not depend on who else is in the batch (LM stops each person on their own).
+    cam = gt["camera"]
+    alone = fit(gt["keypoints_2d"][1:], gt["confidences"][1:], model,
+                Camera(cam.focal_length[1:], cam.principal_point[1:], cam.image_size[1:]), config=cfg)  # fmt: skip
+    torch.testing.assert_close(alone.vertices[0], a.vertices[1], atol=1e-3, rtol=0)
 
 
 def test_refinement_from_a_network_style_init_keeps_crop_fields(model, data):

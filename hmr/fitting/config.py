@@ -73,6 +73,10 @@ class FitConfig:
     lm_damping: float = 1e-2
     lm_damping_floor: float = 0.1
     lm_max_step: float = 0.05
+    # A person stops after two LM steps in a row that each lowered their cost by less than this fraction: with
+    # noisy keypoints the last small gains only fit the noise (synthetic set, 5 px: 65.8 -> 61.6 mm; exact
+    # keypoints unchanged).
+    lm_tolerance: float = 0.01
     # Geman-McClure scale, in units of the person's 2D size.
     robust_sigma: float = 0.1
     keypoint_weight: float = 1.0

@@ -743,6 +743,7 @@ class _Fitter:
         with torch.no_grad():
             cost, jtj, g = equations(x, rot0)
         damping = torch.full((n,), cfg.lm_damping, device=self.device)
+        flat = torch.zeros(n, dtype=torch.long, device=self.device)
         for _ in range(iterations):
             with torch.no_grad():
                 diag = torch.diagonal(jtj, dim1=-2, dim2=-1)
@@ -762,13 +763,20 @@ class _Fitter:
                 new[:, :3] = 0
                 # The candidate's normal equations come with its cost: kept for the next step if it is accepted.
                 new_cost, new_jtj, new_g = equations(new, new_rot)
-                ok = new_cost < cost
+                ok = (new_cost < cost) & (flat < 2)
+                gain = torch.where(ok, (cost - new_cost) / cost.clamp_min(1e-12), torch.zeros_like(cost))
                 x = torch.where(ok[:, None], new, x)
                 rot0 = torch.where(ok[:, None, None], new_rot, rot0)
                 jtj = torch.where(ok[:, None, None], new_jtj, jtj)
                 g = torch.where(ok[:, None], new_g, g)
                 cost = torch.where(ok, new_cost, cost)
                 damping = torch.where(ok, damping / 3, damping * 4).clamp(1e-7, 1e7)
+                # A person has converged after two steps in a row that gained less than ``lm_tolerance`` of their
+                # cost; they are left as they are (so a result does not depend on who else is in the batch), and
+                # the loop ends when everyone has.
+                flat = torch.where(gain < cfg.lm_tolerance, flat + 1, torch.zeros_like(flat))
+                if bool((flat >= 2).all()):
+                    break
         _, pose, betas, cam = x.split(sizes, 1)
         p.orient.copy_(matrix_to_rot6d(rot0))
         p.body_pose.copy_(pose.view(n, nb, 3))
