@@ -390,3 +390,30 @@ def test_fit_on_gpu_matches_cpu(model, data):
     assert gpu.vertices.device.type == "cpu"
     assert math.isclose(pa_mpjpe_mm(_joints(model, gpu), gt["joints"]).item(),
                         pa_mpjpe_mm(_joints(model, cpu), gt["joints"]).item(), abs_tol=5.0)  # fmt: skip
+
+
+def test_fit_openpose_json_files(model, data, tmp_path):
+    """OpenPose's --write_json output (missing keypoints as zeros) read and fitted; bad files give clear errors."""
+    import json
+
+    from hmr.io.keypoints import read_openpose_json
+
+    gt = render_keypoints(_subset(data, [0, 9]), model)  # two people fitted well from all their keypoints
+    flat = torch.cat([gt["keypoints_2d"], torch.ones(2, 25, 1)], -1)
+    flat[1, 11] = 0.0  # person 1's right ankle not detected
+    path = tmp_path / "frame_000000000000_keypoints.json"
+    people = [{"person_id": [-1], "pose_keypoints_2d": p.flatten().tolist(), "face_keypoints_2d": []} for p in flat]
+    path.write_text(json.dumps({"version": 1.3, "people": people}))
+    kp, conf, fmt = read_openpose_json(path)
+    assert fmt == "openpose25" and kp.shape == (2, 25, 2) and conf[1, 11] == 0 and conf[0].min() == 1
+    out = fit(kp, conf, model, gt["camera"], keypoint_format=fmt)
+    assert (pa_mpjpe_mm(_joints(model, out), gt["joints"]) < 40).all()
+
+    path.write_text(json.dumps({"people": []}))
+    kp, conf, fmt = read_openpose_json(path)
+    assert kp.shape == (0, 0, 2) and fmt is None
+    for text, message in (("{", "not valid JSON"), ('{"people": 3}', '"people" list'),
+                          ('{"people": [{"pose_keypoints_2d": [1, 2, 3]}]}', "BODY_25")):  # fmt: skip
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            read_openpose_json(path)
