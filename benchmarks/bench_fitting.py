@@ -152,7 +152,7 @@ def main() -> None:
         "it where 2D keypoints cannot decide (a limb's depth, bone lengths against foreshortening), so the "
         "priors choose, and a prior that chose the generator's pose every time would have to know the "
         "answer.\n\n"
-        f"CPU time (process time), 1 thread: {machine()}. LM cold fits run 50 iterations (10 camera, then 10 "
+        f"CPU time (process time), 1 thread: {machine()}. LM cold fits run at most 50 iterations (10 camera, then 10 "
         "pose, 10 pose and 20 final on each of 3 orientation hypotheses, the cheapest kept at the end), each "
         "with the Jacobian of the residuals computed analytically (`ReducedBodyModel.linearise`) and one 85x85 "
         "solve per person. Warm frames: a limb flip search, then 10 LM iterations.\n\n"
