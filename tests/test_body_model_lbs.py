@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hmr.body import BodyModel
-from hmr.body.lbs import _ONEDNN_LINEAR, forward_kinematics, kinematic_levels, skin
+from hmr.body.lbs import _ONEDNN_LINEAR, ancestor_matrix, forward_kinematics, kinematic_levels, skin
 from hmr.geometry import axis_angle_to_matrix
 from tests.synthetic_smpl import synthetic_smpl_arrays
 
@@ -209,3 +209,12 @@ def test_second_derivatives_are_refused_clearly():
     pose = torch.randn(1, 69, dtype=torch.float64).requires_grad_()
     with pytest.raises(RuntimeError, match="first derivatives only"):
         torch.autograd.grad(m(body_pose=pose).vertices.square().sum(), pose, create_graph=True)
+
+
+def test_ancestor_matrix_on_the_smpl_tree():
+    from hmr.body import SMPL_JOINT_NAMES, SMPL_PARENTS
+
+    anc = ancestor_matrix(list(SMPL_PARENTS))
+    chain = [SMPL_JOINT_NAMES[j] for j in np.flatnonzero(anc[SMPL_JOINT_NAMES.index("left_wrist")])]
+    assert chain == ["pelvis", "spine1", "spine2", "spine3", "left_collar", "left_shoulder", "left_elbow", "left_wrist"]
+    assert anc.diagonal().all() and anc[:, 0].all() and not anc[0, 1:].any()  # the root is everyone's, no one's child

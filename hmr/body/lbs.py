@@ -15,6 +15,7 @@ import itertools
 import weakref
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -44,6 +45,16 @@ def kinematic_levels(parents: list[int]) -> list[list[int]]:
                 raise ValueError(f"joint {j} has parent {p}; parents must precede their children")
             depth[j] = depth[p] + 1
     return [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
+
+
+def ancestor_matrix(parents: list[int]) -> np.ndarray:
+    """(J, J) bool: row j marks joint j and all its ancestors (the joints whose rotation moves it)."""
+    out = np.zeros((len(parents), len(parents)), dtype=bool)
+    for j, p in enumerate(parents):
+        out[j, j] = True
+        if p >= 0:
+            out[j] |= out[p]  # parents precede their children (kinematic_levels checks it)
+    return out
 
 
 class _FKPlan(NamedTuple):

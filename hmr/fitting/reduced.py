@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from hmr.body import BodyModel, KeypointSet
-from hmr.body.lbs import forward_kinematics
+from hmr.body.lbs import ancestor_matrix, forward_kinematics
 from hmr.geometry.rotation import _skew
 
 
@@ -47,6 +47,8 @@ class ReducedBodyModel(nn.Module):
         vw = np.zeros((2 * n, nj))
         vw[np.arange(n), j_idx] = 1.0
         vw[n + np.arange(n), j_idx] = total[k_idx, j_idx] - 1.0
+        v_joint = np.abs(vw).argmax(1)
+        v_weight = vw[np.arange(2 * n), v_joint]
         kp_rows = np.concatenate([keypoints.rows[~on_vertex], k_idx, k_idx])
         kp_cols = np.concatenate([keypoints.cols[~on_vertex], nj + np.arange(2 * n)])
         kp_w = np.concatenate([keypoints.weights[~on_vertex], np.ones(2 * n)])
@@ -62,10 +64,8 @@ class ReducedBodyModel(nn.Module):
         self.register_buffer("j_shapedirs", model.j_shapedirs.clone())
         # Every virtual vertex follows one joint (``vertex_joint``) with weight ``vertex_weight``, so skinning
         # is a gather of joint transforms, made of plain tensor operations (forward-mode differentiable).
-        self.register_buffer("vertex_joint", torch.as_tensor(np.abs(vw).argmax(1), dtype=torch.long, device=dev))
-        self.register_buffer(
-            "vertex_weight", torch.as_tensor(vw[np.arange(2 * n), np.abs(vw).argmax(1)], dtype=dt, device=dev)
-        )
+        self.register_buffer("vertex_joint", torch.as_tensor(v_joint, dtype=torch.long, device=dev))
+        self.register_buffer("vertex_weight", torch.as_tensor(v_weight, dtype=dt, device=dev))
         # Keypoints as one dense (K, J + virtual vertices) product: tiny, and cheaper than scattered sums.
         kp_matrix = np.zeros((keypoints.num, nj + 2 * n))
         np.add.at(kp_matrix, (kp_rows, kp_cols), kp_w)
@@ -79,14 +79,9 @@ class ReducedBodyModel(nn.Module):
         # joint's frame (a joint to its parent's, the root to itself), moved by the rotations of that frame's
         # ancestors. Rows are the keypoints, then the joints.
         parents = np.asarray(self.parents)
-        frame = np.concatenate([np.maximum(parents, 0), np.abs(vw).argmax(1)])
-        ancestors = np.zeros((nj, nj))
-        for j in range(nj):
-            a = j
-            while a >= 0:
-                ancestors[j, a] = 1.0
-                a = parents[a]
-        col_weight = np.concatenate([np.ones(nj), vw[np.arange(2 * n), np.abs(vw).argmax(1)]])
+        frame = np.concatenate([np.maximum(parents, 0), v_joint])
+        ancestors = ancestor_matrix(self.parents).astype(np.float64)
+        col_weight = np.concatenate([np.ones(nj), v_weight])
         rows = np.concatenate([kp_matrix, np.eye(nj, nj + 2 * n)]) * col_weight  # (R, C)
         moved = rows[:, :, None] * ancestors[frame][None]  # (R, C, J): column c's weight in row r if j moves c
         t = functools.partial(torch.as_tensor, dtype=dt, device=dev)

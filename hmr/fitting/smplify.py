@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from hmr.body import KEYPOINT_SET_NAMES, SMPL_JOINT_NAMES, BodyModel, KeypointSet, KeypointSetUnavailableError
-from hmr.body.lbs import forward_kinematics
+from hmr.body.lbs import ancestor_matrix, forward_kinematics
 from hmr.fitting.config import FitConfig, StageConfig
 from hmr.fitting.priors import HINGES, PosePrior, geman_mcclure, shape_regulariser
 from hmr.fitting.reduced import ReducedBodyModel
@@ -163,11 +163,9 @@ class SequenceFitter:
         if start is not None and len(self._joints) >= 2:
             targets.joint_prediction = 2 * self._joints[-1] - self._joints[-2]
         stages = self.cfg.refine_stages if init is not None else self.cfg.warm_stages
-        params = f.initial_params(targets, start)
-        if init is None:
-            # Warm frames keep the cold fit's regulariser (the mean pose): centred on the previous frame it let
-            # the pose wander along what 2D keypoints cannot see, frame after frame.
-            targets.pose_anchor = None
+        # Warm frames keep the cold fit's regulariser (the mean pose): centred on the previous frame it let the
+        # pose wander along what 2D keypoints cannot see, frame after frame.
+        params = f.initial_params(targets, start, anchor=init is not None)
         params = f.solve(params, targets, start, stages, flips=init is None)
         if start is not None and init is None:
             # People the warm start lost (fast motion, a tracking swap) are fitted again from scratch.
@@ -264,11 +262,7 @@ def _reduced(body_model: BodyModel, keypoint_format: str, device: torch.device):
     regressors = tuple(body_model.keypoint_regressors.items())
     per_model = _REDUCED_CACHE.setdefault(body_model, {})
     cached = per_model.get((keypoint_format, str(device)))
-    if (
-        cached is None
-        or len(cached[0]) != len(regressors)
-        or any(k0 != k1 or r0 is not r1 for (k0, r0), (k1, r1) in zip(cached[0], regressors, strict=False))
-    ):
+    if cached is None or cached[0] != regressors:  # modules compare by identity
         kp_def, available = keypoint_map(body_model, keypoint_format)
         smpl = tuple(body_model.joint_names) == SMPL_JOINT_NAMES
         cached = per_model[(keypoint_format, str(device))] = (
@@ -339,7 +333,9 @@ class _Fitter:
             t.conf3d = torch.where(ok3, conf, torch.zeros_like(conf))
         return t
 
-    def initial_params(self, t: _Targets, init: MeshOutput | None) -> _Params:
+    def initial_params(self, t: _Targets, init: MeshOutput | None, anchor: bool = True) -> _Params:
+        """Parameters to start from: the mean pose, or ``init``; ``anchor``: the pose regulariser then pulls
+        towards the init's pose (sets ``t.pose_anchor``)."""
         n, dev = t.kp2d.shape[0], self.device
         eye = torch.eye(3, device=dev)
         body_pose = self.prior.mean_pose.expand(n, -1, -1).clone()
@@ -368,7 +364,7 @@ class _Fitter:
             if init.cam_t_full is not None:
                 cam = _cam_from_transl(init.cam_t_full.float())
         self.prior.project_(body_pose)
-        if init is not None:
+        if init is not None and anchor:
             t.pose_anchor = body_pose.clone()
         return _Params(orient, body_pose, betas, cam)
 
@@ -393,8 +389,9 @@ class _Fitter:
         prior = prior + cfg.bending_weight * self.prior.bending_penalty(p.body_pose)
         prior = prior + stage.prior_scale * cfg.pose_weight * self.prior.regulariser(p.body_pose, t.pose_anchor)
         shared = stage.prior_scale * cfg.shape_weight * shape_regulariser(p.betas).sum()
-        if self._temporal_weight(t) > 0:
-            shared = shared + self._temporal_weight(t) * self._temporal(joints, t)
+        temporal_weight = self._temporal_weight(t)
+        if temporal_weight > 0:
+            shared = shared + temporal_weight * self._temporal(joints, t)
         return data, prior, shared
 
     def loss(self, p: _Params, t: _Targets, stage: StageConfig | None, conf: torch.Tensor) -> torch.Tensor:
@@ -524,13 +521,13 @@ class _Fitter:
         p = self.fit_camera(p, t, h=h)
         th = t.repeat(h) if h > 1 else t
         stages = (*cfg.pose_stages, *cfg.final_stages)
+        # With 3D keypoints the first stage already tells the orientations apart (same accuracy, 2/3 the time).
+        keep = min(max(1, cfg.orientation_stages) if t.kp3d is None else 1, len(stages))
         for i, stage in enumerate(stages):
             if i > 0 and cfg.flip_search and self.limbs:
                 p = self._flip_search(p, th, stage)
             self.run_stage(p, th, stage)
-            # With 3D keypoints the first stage already tells the orientations apart (same accuracy, 2/3 the time).
-            keep = max(1, cfg.orientation_stages) if t.kp3d is None else 1
-            if h > 1 and i + 1 == min(keep, len(stages)):
+            if h > 1 and i + 1 == keep:
                 p = p.choose(t.frames, t.people, h, self.person_cost(p, th, stage).view(t.people, h).argmin(-1))
                 th, h = t, 1
         return p
@@ -652,7 +649,8 @@ class _Fitter:
         z = cam[:, 2:].exp()
         transl = torch.cat([cam[:, :2] * z, z], -1)
         rot = torch.cat([rot0[:, None], axis_angle_to_matrix(pose.view(n, nb, 3))], 1)
-        temporal = stage is not None and self._temporal_weight(t) > 0 and t.joint_prediction is not None
+        temporal_weight = self._temporal_weight(t) if stage is not None and t.joint_prediction is not None else 0.0
+        temporal = temporal_weight > 0
         pts, d = self.model.linearise(rot, betas, transl, with_joints=temporal)
         # Chain rule to the packed parameters: body joints' increments -> their axis-angle, translation -> camera.
         d_pose = torch.einsum("nrxki,nkij->nrxkj", d[..., 3 : 3 + 3 * nb].unflatten(-1, (nb, 3)),
@@ -695,8 +693,8 @@ class _Fitter:
         g = (dres.transpose(1, 2) @ res[..., None])[..., 0]
         if stage is not None:
             if temporal:
-                rt = math.sqrt(self._temporal_weight(t)) * (pts[:, nk:] - t.joint_prediction).flatten(1)
-                jt = math.sqrt(self._temporal_weight(t)) * jac[:, nk:].flatten(1, 2)
+                rt = math.sqrt(temporal_weight) * (pts[:, nk:] - t.joint_prediction).flatten(1)
+                jt = math.sqrt(temporal_weight) * jac[:, nk:].flatten(1, 2)
                 cost = cost + rt.pow(2).sum(-1)
                 jtj = jtj + jt.transpose(1, 2) @ jt
                 g = g + (jt.transpose(1, 2) @ rt[..., None])[..., 0]
@@ -837,15 +835,12 @@ _LIMB_CHAINS = (("left_shoulder", "left_elbow", "left_wrist"), ("right_shoulder"
 
 def _limbs(body_model: BodyModel, kp: KeypointSet) -> list[dict]:
     """Per limb: its two bones (joint index pairs), its body_pose joints and the keypoints it moves."""
-    parents, nj = body_model.parents, body_model.num_joints
+    nj = body_model.num_joints
     weights = body_model.weights.cpu().numpy()
+    anc = ancestor_matrix(body_model.parents)
 
     def ancestors(j: int) -> set[int]:
-        out = set()
-        while j >= 0:
-            out.add(j)
-            j = parents[j]
-        return out
+        return set(np.flatnonzero(anc[j]).tolist())
 
     # Joints whose rotation moves each keypoint most: a joint keypoint's strict ancestors, a vertex keypoint's
     # main skinning joint and its ancestors.
@@ -855,7 +850,7 @@ def _limbs(body_model: BodyModel, kp: KeypointSet) -> list[dict]:
     limbs = []
     for chain in _LIMB_CHAINS:
         root, mid, end = (SMPL_JOINT_NAMES.index(n) for n in chain)
-        subtree = [j for j in range(1, nj) if root in ancestors(j)]
+        subtree = [j for j in range(1, nj) if anc[j, root]]
         hinge = next((axis, sign) for name, axis, sign in HINGES if name == chain[1])
         limbs.append({
             "bones": ((root, mid), (mid, end)),

@@ -30,7 +30,7 @@ def read_openpose_json(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray,
     for i, person in enumerate(data["people"]):
         flat = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
         if not isinstance(flat, list) or len(flat) % 3 or len(flat) // 3 not in _FORMAT_BY_COUNT:
-            n = len(flat) / 3 if isinstance(flat, list) else "no"
+            n = f"{len(flat) / 3:g}" if isinstance(flat, list) else "no"
             raise ValueError(
                 f'{path}: person {i} has {n} "pose_keypoints_2d" points; expected x, y, confidence triples for '
                 "25 (OpenPose BODY_25), 17 (COCO) or 33 (BlazePose) keypoints (OpenPose's 18-point COCO model "
