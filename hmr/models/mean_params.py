@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from hmr.geometry import matrix_to_rot6d
+from hmr.io.arrays import load_npz
 
 # SPIN's mean weak-perspective camera: scale 0.9 fills ~90% of the crop's [-1, 1] extent with a 2 m span.
 DEFAULT_CAM = (0.9, 0.0, 0.0)
@@ -47,13 +48,13 @@ class MeanParams:
                 f"mean parameters file not found: {p} (smpl_mean_params.npz ships with 4D-Humans' hmr2_data "
                 "and Project_HMR's data/ folder; without it the defaults derived from the body model are used)"
             )
+        data = load_npz(p)
         try:
-            with np.load(p, allow_pickle=False) as data:
-                arrays = {k: np.asarray(data[k], dtype=np.float32).reshape(-1) for k in ("pose", "shape", "cam")}
+            arrays = {k: np.asarray(data[k], dtype=np.float32).reshape(-1) for k in ("pose", "shape", "cam")}
         except KeyError as err:
             raise ValueError(f"{p}: not a mean-parameters file, missing array {err} (needs pose, shape, cam)") from None
-        except ValueError as err:
-            raise ValueError(f"{p}: cannot read .npz without pickles ({err})") from None
+        if not all(np.isfinite(a).all() for a in arrays.values()):
+            raise ValueError(f"{p}: mean parameters hold NaN or infinite values")
         return cls(arrays["pose"], arrays["shape"], arrays["cam"])
 
     @classmethod
