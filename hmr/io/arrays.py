@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,18 +32,22 @@ def _pickled(p: Path, err: ValueError, key: str | None = None) -> ValueError:
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """All arrays of an ``.npz`` archive."""
-    p = _open(path, b"PK", ".npz")
+    p = _open(path, b"PK\x03\x04", ".npz")
+    damaged = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
     try:
-        with np.load(p, allow_pickle=False) as data:
-            out = {}
-            for key in data.files:
-                try:
-                    out[key] = data[key]
-                except ValueError as err:
-                    raise _pickled(p, err, key) from None
-            return out
-    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        data = np.load(p, allow_pickle=False)
+    except (*damaged, ValueError) as err:
         raise ValueError(f"{p}: damaged or truncated .npz archive ({err})") from None
+    out = {}
+    with data:
+        for key in data.files:
+            try:
+                out[key] = data[key]
+            except ValueError as err:
+                raise _pickled(p, err, key) from None
+            except damaged as err:
+                raise ValueError(f"{p}: array {key!r} is damaged ({err})") from None
+    return out
 
 
 def load_npy(path: str | os.PathLike) -> np.ndarray:

@@ -24,6 +24,10 @@ def read_openpose_json(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray,
             data = json.load(f)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file, so not OpenPose JSON") from None
+    except OSError as err:
+        raise type(err)(f"{path}: cannot read ({err.strerror or err})") from None
     if not isinstance(data, dict) or not isinstance(data.get("people"), list):
         raise ValueError(f'{path}: expected an OpenPose JSON object with a "people" list')
     rows = []
@@ -36,7 +40,10 @@ def read_openpose_json(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray,
                 "25 (OpenPose BODY_25), 17 (COCO) or 33 (BlazePose) keypoints (OpenPose's 18-point COCO model "
                 "is not supported: run OpenPose with --model_pose BODY_25)"
             )
-        rows.append(np.asarray(flat, dtype=np.float32).reshape(-1, 3))
+        try:
+            rows.append(np.asarray(flat, dtype=np.float32).reshape(-1, 3))
+        except (TypeError, ValueError):
+            raise ValueError(f'{path}: person {i} has "pose_keypoints_2d" values that are not numbers') from None
     if not rows:
         return np.zeros((0, 0, 2), np.float32), np.zeros((0, 0), np.float32), None
     if len({len(r) for r in rows}) > 1:

@@ -61,14 +61,17 @@ def save_model(model: HMR2, path: str | os.PathLike) -> Path:
     return save_checkpoint(model.state_dict(), model.config, path)
 
 
-def load_model(source: str | os.PathLike, body_model=None, device: str | torch.device = "cpu") -> HMR2:
+def load_model(source: str | os.PathLike, body_model=None, device: str | torch.device = "cpu", **overrides) -> HMR2:
     """An HMR 2.0 model with weights, in eval mode, on ``device``.
 
     ``source``: a 4D-Humans or Project_HMR ``.ckpt``, our ``.safetensors``, or a registry name (its weights
     are looked up in ``$HMR_MODEL_DIR``, ``~/.cache/hmr/models`` and, for ``hmr2_vit_h``, 4D-Humans' cache).
+    ``overrides`` replace config fields as in :func:`create_model`, e.g. ``backbone={"num_heads": 4}`` for a
+    checkpoint whose head count is neither in its config nor implied by a registered width (it is then
+    guessed, with a ``GuessedConfigWarning``).
     """
     path = resolve_weights(source)
-    state, cfg = read_checkpoint(path)
+    state, cfg = read_checkpoint(path, **overrides)
     model = HMR2(cfg, body_model if body_model is not None else _default_body_model(), empty=True)
     load_network_state(model, state, str(path), assign=True)
     return model.to(device).eval()

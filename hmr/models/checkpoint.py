@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ _DICT_LIKE = ("yacs.config.CfgNode", "pytorch_lightning.utilities.parsing.Attrib
 
 class CheckpointMismatchError(ValueError):
     """The checkpoint's tensors do not fit the architecture."""
+
+
+class GuessedConfigWarning(UserWarning):
+    """An architecture setting that neither the checkpoint's tensors nor its config hold was guessed."""
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -77,21 +82,34 @@ def torch_load(path: str | os.PathLike) -> Any:
     """``torch.load(weights_only=True)`` (memory-mapped when possible), with inert stand-ins for foreign
     classes (module doc). Errors name the file."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    zipped = _is_zip(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise ValueError(f"{path}: empty file, not a checkpoint")
+    zipped = head == b"PK\x03\x04"
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) if zipped else []
         stand_ins = [(_dict_stand_in(n) if n in _DICT_LIKE else _opaque_stand_in(n), n) for n in unsafe]
-        with torch.serialization.safe_globals(stand_ins):
+        with torch.serialization.safe_globals(stand_ins), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except Exception as err:  # any failure means a file we cannot use
-        raise ValueError(f"{path}: cannot read this checkpoint safely ({type(err).__name__}: {err})") from None
+        raise ValueError(f"{path}: cannot read this checkpoint safely: {_load_failure(err, zipped)}") from None
 
 
-def _is_zip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"PK\x03\x04"
+def _load_failure(err: Exception, zipped: bool) -> str:
+    """Why torch.load failed, in our words: torch's own text suggests ``weights_only=False``, which would
+    run whatever code the file holds."""
+    text = str(err)
+    if found := re.search(r"(?:GLOBAL|global:? GLOBAL) ([\w.]+)", text):
+        return f"it references {found.group(1)}, which is refused (a pickle can run code)"
+    if zipped:
+        return "damaged or truncated zip archive"
+    return "not a PyTorch checkpoint (or a damaged one)"
 
 
 def plain_config(obj: Any) -> Any:
@@ -144,9 +162,11 @@ def _count(state: dict, pattern: str) -> int:
     return len({m.group(1) for k in state if (m := rx.fullmatch(k))})
 
 
-def infer_config(state: dict[str, torch.Tensor], source: str) -> HMR2Config:
-    """The architecture that the tensor shapes imply. Head counts and head widths cannot be seen in the
-    shapes; they come from the registry entry with the same backbone width (ViTPose's conventions)."""
+def infer_config(state: dict[str, torch.Tensor], source: str) -> tuple[HMR2Config, dict[str, int]]:
+    """The architecture that the tensor shapes imply, and the settings that had to be guessed. Head counts
+    cannot be seen in the shapes: they come from the registry entry with the same backbone width (ViTPose's
+    conventions); for other widths they are guessed (``embed_dim // 64`` backbone heads, the registry's
+    decoder heads) and listed as ``{"backbone.num_heads": n, "head.heads": n}``."""
     try:
         pos, proj = state["backbone.pos_embed"], state["backbone.patch_embed.proj.weight"]
         fc1 = state["backbone.blocks.0.mlp.fc1.weight"]
@@ -158,7 +178,10 @@ def infer_config(state: dict[str, torch.Tensor], source: str) -> HMR2Config:
         raise CheckpointMismatchError(f"{source}: not an HMR 2.0 checkpoint (no {err} tensor)") from None
     embed = pos.shape[-1]
     base = next((e.config for e in REGISTRY.values() if e.config.backbone.embed_dim == embed), None)
+    guessed = {}
     heads = base.backbone.num_heads if base else max(1, embed // 64)
+    if base is None:
+        guessed["backbone.num_heads"] = heads
     backbone = ViTConfig(
         embed_dim=embed,
         depth=_count(state, r"backbone\.blocks\.(\d+)\.norm1\.weight"),
@@ -172,6 +195,8 @@ def infer_config(state: dict[str, torch.Tensor], source: str) -> HMR2Config:
     heads = (base or REGISTRY["hmr2_vit_h"].config).head.heads
     if inner % heads:
         heads = 1
+    if base is None or heads != base.head.heads:
+        guessed["head.heads"] = heads
     head = {
         "dim": to_q.shape[1], "depth": _count(state, r"smpl_head\.transformer\.transformer\.layers\.(\d+)\.0\.norm\.weight"),
         "heads": heads, "dim_head": inner // heads, "mlp_dim": net0.shape[0], "context_dim": to_kv.shape[1],
@@ -180,11 +205,12 @@ def infer_config(state: dict[str, torch.Tensor], source: str) -> HMR2Config:
     cfg = override_config(HMR2Config(name="hmr2_custom"), backbone=backbone, head=head)
     if base is not None and dataclasses.replace(cfg, name=base.name) == base:
         cfg.name = base.name
-    return cfg
+    return cfg, guessed
 
 
-def config_from_4d_humans(cfg: dict, state: dict[str, torch.Tensor], source: str) -> HMR2Config:
-    """Map 4D-Humans' ``MODEL``/``EXTRA``/``SMPL`` config onto the shape-inferred architecture."""
+def config_from_4d_humans(cfg: dict, state: dict[str, torch.Tensor], source: str) -> tuple[HMR2Config, dict]:
+    """Map 4D-Humans' ``MODEL``/``EXTRA``/``SMPL`` config onto the shape-inferred architecture; returns it
+    with the settings still guessed (see :func:`infer_config`)."""
     model = cfg.get("MODEL") or {}
     smpl_head = model.get("SMPL_HEAD") or {}
     checks = (
@@ -198,10 +224,13 @@ def config_from_4d_humans(cfg: dict, state: dict[str, torch.Tensor], source: str
     for key, value, supported in checks:
         if value != supported:
             raise ValueError(f"{source}: {key} = {value!r} is not supported (only {supported!r})")
-    base = infer_config(state, source)
+    base, guessed = infer_config(state, source)
     decoder = {k.lower(): v for k, v in (smpl_head.get("TRANSFORMER_DECODER") or {}).items()}
     head = {k: decoder[k] for k in ("depth", "heads", "dim_head", "mlp_dim", "dropout", "emb_dropout", "context_dim")
             if decoder.get(k) is not None}  # fmt: skip
+    # 4D-Humans hard-codes its ViT-H; configs of other backbones may name their head count.
+    backbone = {k.lower(): v for k, v in (model.get("BACKBONE") or {}).items()}
+    backbone = {"num_heads": int(backbone["num_heads"])} if backbone.get("num_heads") else {}
     head["ief_iters"] = smpl_head.get("IEF_ITERS", 1)
     head["init_decoder_xavier"] = bool(smpl_head.get("INIT_DECODER_XAVIER", False))
     if (cfg.get("SMPL") or {}).get("NUM_BODY_JOINTS") is not None:
@@ -211,7 +240,18 @@ def config_from_4d_humans(cfg: dict, state: dict[str, torch.Tensor], source: str
     top = {k: (tuple(v) if isinstance(v, list) else v) for k, v in top.items() if v is not None}
     if "image_size" in top and top["image_size"] != base.image_size:
         raise ValueError(f"{source}: MODEL.IMAGE_SIZE {top['image_size']} is not supported (the ViT sees 256x192)")
-    return override_config(base, head=head, **top)
+    return override_config(base, head=head, backbone=backbone, **top), _unset(guessed, head=head, backbone=backbone)
+
+
+def _unset(guessed: dict[str, int], **given) -> dict[str, int]:
+    """``guessed`` without the settings that ``given`` (config overrides) fixes."""
+    fixed = set()
+    for part, value in given.items():
+        fields = (
+            value if isinstance(value, dict) else (dataclasses.asdict(value) if dataclasses.is_dataclass(value) else {})
+        )
+        fixed |= {f"{part}.{k}" for k in fields}
+    return {k: v for k, v in guessed.items() if k not in fixed}
 
 
 # ------------------------------------------------------------------------------------ loading
@@ -232,9 +272,19 @@ def load_network_state(model: nn.Module, state: dict[str, torch.Tensor], source:
         parts = [f"{label} ({len(keys)}): {_short(keys)}" for label, keys in
                  (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if keys]  # fmt: skip
         raise CheckpointMismatchError(f"{source} does not fit {name}: " + "; ".join(parts))
+    check_finite(state, source)
     # Keep the model's dtypes (fp16 checkpoints load into float32 models).
     state = {k: v.to(expected[k].dtype) for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=assign)
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Raise ValueError naming the first tensor that holds NaN or infinite values."""
+    for key, value in state.items():
+        if value.is_floating_point() and value.device.type != "meta" and not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"{source}: tensor {key} holds {bad} NaN or infinite values of {value.numel()} "
+                             "(a corrupt checkpoint or a diverged training run)")  # fmt: skip
 
 
 def _short(keys: list[str], limit: int = 8) -> str:
@@ -295,17 +345,34 @@ def read_own_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor
     return state, cfg
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], HMR2Config]:
-    """(state_dict, config) of any supported full-model checkpoint (module doc)."""
+def read_checkpoint(path: Path, **overrides) -> tuple[dict[str, torch.Tensor], HMR2Config]:
+    """(state_dict, config) of any supported full-model checkpoint (module doc). ``overrides`` replace config
+    fields as in ``create_model`` (``backbone={"num_heads": 4}``); a setting that neither the file nor the
+    overrides give is guessed with a :class:`GuessedConfigWarning`."""
     if path.suffix == ".safetensors":
-        return read_own_checkpoint(path)
-    state, ref_cfg = read_reference_checkpoint(path)
-    if not any(k.startswith("smpl_head.") for k in state):
-        raise ValueError(
-            f"{path}: has no smpl_head weights; backbone-only weights (ViTPose .pth) initialise training: "
-            "create_model(...) then hmr.models.load_backbone_weights(model.backbone, path)"
-        )
-    cfg = config_from_4d_humans(ref_cfg, state, str(path)) if ref_cfg else infer_config(state, str(path))
+        state, cfg = read_own_checkpoint(path)
+        guessed = {}
+    else:
+        state, ref_cfg = read_reference_checkpoint(path)
+        if not any(k.startswith("smpl_head.") for k in state):
+            raise ValueError(
+                f"{path}: has no smpl_head weights; backbone-only weights (ViTPose .pth) initialise training: "
+                "create_model(...) then hmr.models.load_backbone_weights(model.backbone, path)"
+            )
+        cfg, guessed = config_from_4d_humans(ref_cfg, state, str(path)) if ref_cfg else infer_config(state, str(path))
+    head = overrides.get("head")
+    if isinstance(head, dict) and "heads" in head and "dim_head" not in head:
+        # The tensors fix heads x dim_head; a given head count sets the head width.
+        overrides["head"] = {**head, "dim_head": cfg.head.heads * cfg.head.dim_head // head["heads"]}
+    if overrides:
+        cfg = override_config(cfg, **overrides)
+        guessed = _unset(guessed, **overrides)
+    if guessed:
+        settings = ", ".join(f"{k}={v}" for k, v in guessed.items())
+        example = ", ".join(f"{k.split('.')[0]}={{{k.split('.')[1]!r}: N}}" for k in guessed)
+        warnings.warn(f"{path}: the checkpoint does not say its attention head counts; guessed {settings}. If it "
+                      f"was trained otherwise its outputs are wrong: pass load_model(path, {example})",
+                      GuessedConfigWarning, stacklevel=3)  # fmt: skip
     return state, cfg
 
 
@@ -331,6 +398,8 @@ def resolve_weights(source: str | os.PathLike) -> Path:
     path = Path(source).expanduser()
     if path.is_file():
         return path
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; give the checkpoint file inside it")
     name = str(source)
     if name not in REGISTRY:
         raise FileNotFoundError(f"{source}: no such checkpoint file and not a registered model ({', '.join(REGISTRY)})")
