@@ -59,6 +59,32 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
     return cls(**kwargs)
 
 
+def override(cfg: T, /, **overrides) -> T:
+    """A copy of dataclass ``cfg`` with ``overrides`` applied: a dict given for a nested dataclass field
+    replaces only the fields it names (``head={"depth": 2}``). Unknown names are refused; the result is
+    checked with its ``validate()`` when it has one."""
+    out = _override(cfg, overrides, "")
+    if hasattr(out, "validate"):
+        out.validate()
+    return out
+
+
+def _override(cfg: T, overrides: dict, where: str) -> T:
+    fields = [f.name for f in dataclasses.fields(cfg)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {where}config fields {unknown}; known: {sorted(fields)}")
+    values = {}
+    for key in fields:
+        value = overrides.get(key, getattr(cfg, key))
+        if dataclasses.is_dataclass(getattr(cfg, key)) and isinstance(value, dict | type(getattr(cfg, key))):
+            # Nested configs are always copied, so the result never shares mutable parts with ``cfg``.
+            value = _override(getattr(cfg, key) if isinstance(value, dict) else value,
+                              value if isinstance(value, dict) else {}, f"{where}{key} ")  # fmt: skip
+        values[key] = value
+    return dataclasses.replace(cfg, **values)
+
+
 def save_yaml(cfg: Any, path: str | os.PathLike) -> None:
     """Write ``cfg`` as YAML atomically (temporary file, then rename)."""
     with atomic_path(path) as tmp:

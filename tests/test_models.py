@@ -13,7 +13,7 @@ from hmr import config as config_io
 from hmr.body import BodyModel, KeypointSet, KeypointSetUnavailableError
 from hmr.body.keypoints import EXTRA19_NAMES
 from hmr.geometry import rot6d_to_matrix, weak_perspective_projection
-from hmr.models import HMR2, REGISTRY, HMR2Config, MeanParams, create_model, registry_config
+from hmr.models import HMR2, MODELS, HMR2Config, MeanParams, create_model, model_config
 from tests.synthetic_smpl import synthetic_smpl_arrays
 
 DATA = Path(__file__).parent / "data"
@@ -90,7 +90,7 @@ def test_count_formulas_reproduce_the_facts():
     ],
 )
 def test_parameter_counts(name, backbone, head, body_model):
-    model = HMR2(registry_config(name), body_model, empty=True)  # meta tensors: counts without memory
+    model = HMR2(model_config(name), body_model, empty=True)  # meta tensors: counts without memory
     assert count(model.backbone) == backbone
     assert count(model.smpl_head) == head
 
@@ -99,17 +99,17 @@ def test_parameter_counts(name, backbone, head, body_model):
     "name,keys", [("hmr2_vit_h", "hmr2_state_dict_keys.txt"), ("hmr2_vit_s", "project_hmr_state_dict_keys.txt")]
 )
 def test_state_dict_equals_reference_key_list(name, keys, body_model):
-    model = HMR2(registry_config(name), body_model, empty=True)
+    model = HMR2(model_config(name), body_model, empty=True)
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert ours == read_key_list(keys)
 
 
-@pytest.mark.parametrize("name", list(REGISTRY))
+@pytest.mark.parametrize("name", list(MODELS))
 def test_each_size_builds_and_runs(name, body_model):
     depth = {"hmr2_vit_s": 12, "hmr2_vit_b": 2, "hmr2_vit_l": 1, "hmr2_vit_h": 1}[name]
     model = create_model(name, body_model=body_model, backbone={"depth": depth}, head={"depth": 1}).eval()
     cfg = model.config
-    assert cfg.backbone.embed_dim == REGISTRY[name].config.backbone.embed_dim
+    assert cfg.backbone.embed_dim == MODELS[name].config.backbone.embed_dim
     with torch.no_grad():
         feats = model.backbone(torch.zeros(1, 3, 256, 192))
         out = model(torch.randn(2, 3, 256, 256))
@@ -125,7 +125,7 @@ def test_each_size_builds_and_runs(name, body_model):
 
 
 def test_registry_settings():
-    s, h = REGISTRY["hmr2_vit_s"].config, REGISTRY["hmr2_vit_h"].config
+    s, h = MODELS["hmr2_vit_s"].config, MODELS["hmr2_vit_h"].config
     assert (s.backbone.embed_dim, s.backbone.depth, s.backbone.num_heads, s.backbone.drop_path_rate) == (
         384,
         12,
@@ -142,24 +142,24 @@ def test_registry_settings():
     assert (h.head.mlp_dim, h.head.context_dim, h.head.dim, h.head.depth, h.head.heads, h.head.dim_head) == (
         1024, 1280, 1024, 6, 8, 64,
     )  # fmt: skip
-    b, l = REGISTRY["hmr2_vit_b"].config.backbone, REGISTRY["hmr2_vit_l"].config.backbone
+    b, l = MODELS["hmr2_vit_b"].config.backbone, MODELS["hmr2_vit_l"].config.backbone
     assert (b.embed_dim, b.depth, b.num_heads, l.embed_dim, l.depth, l.num_heads) == (768, 12, 12, 1024, 24, 16)
 
 
 def test_config_yaml_round_trip_and_overrides(tmp_path):
-    cfg = registry_config("hmr2_vit_l", head={"ief_iters": 3}, focal_length=4000.0)
+    cfg = model_config("hmr2_vit_l", head={"ief_iters": 3}, focal_length=4000.0)
     assert cfg.head.ief_iters == 3 and cfg.head.mlp_dim == 1024 and cfg.focal_length == 4000.0
-    assert REGISTRY["hmr2_vit_l"].config.head.ief_iters == 1  # the registry is not modified
+    assert MODELS["hmr2_vit_l"].config.head.ief_iters == 1  # the registry is not modified
     config_io.save_yaml(cfg, tmp_path / "m.yaml")
     assert config_io.load_yaml(HMR2Config, tmp_path / "m.yaml") == cfg
     with pytest.raises(ValueError, match="unknown head config fields"):
-        registry_config("hmr2_vit_s", head={"layers": 2})
+        model_config("hmr2_vit_s", head={"layers": 2})
     with pytest.raises(ValueError, match="unknown config fields"):
-        registry_config("hmr2_vit_s", depth=2)
+        model_config("hmr2_vit_s", depth=2)
     with pytest.raises(ValueError, match="context_dim"):
-        registry_config("hmr2_vit_s", head={"context_dim": 1280})
+        model_config("hmr2_vit_s", head={"context_dim": 1280})
     with pytest.raises(ValueError, match="unknown model"):
-        registry_config("hmr2_vit_xl")
+        model_config("hmr2_vit_xl")
 
 
 def _zero_readout(model: HMR2) -> None:

@@ -20,7 +20,7 @@ from hmr.models import (
     load_model,
     save_model,
 )
-from hmr.models.checkpoint import resolve_weights
+from hmr.models.registry import resolve_weights
 from tests.test_models import make_body_model, read_key_list
 
 # A 4D-Humans-style config for a tiny model (the decoder keys are lower case in 4D-Humans' YAML).

@@ -1,17 +1,15 @@
-"""Person crops for HMR 2.0 networks, as 4D-Humans builds them at inference (hmr2-facts.md §3.1)."""
+"""Person crops for the networks, as 4D-Humans builds them at inference (hmr2-facts.md §3.1): the box padded to
+the model's aspect (``config.bbox_shape``), then a square crop of its larger side."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-BBOX_SHAPE = (192, 256)  # width, height: boxes are padded to this aspect ratio before the square crop
-
-
-def crop_size(box: np.ndarray) -> float:
-    """Side (pixels) of the square crop for a box: the box padded to 192:256 (w:h), larger side."""
+def crop_size(box: np.ndarray, bbox_shape: tuple[int, int]) -> float:
+    """Side (pixels) of the square crop for a box: the box padded to ``bbox_shape`` (w:h), larger side."""
     w, h = float(box[2] - box[0]), float(box[3] - box[1])
-    tw, th = BBOX_SHAPE
+    tw, th = bbox_shape
     if h / max(w, 1e-6) < th / tw:
         h = w * th / tw
     else:
@@ -19,7 +17,7 @@ def crop_size(box: np.ndarray) -> float:
     return max(w, h)
 
 
-def person_crops(image: np.ndarray, boxes: np.ndarray, size: int = 256) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+def person_crops(image: np.ndarray, boxes: np.ndarray, size: int, bbox_shape: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:  # fmt: skip
     """RGB uint8 image + (N, 4) boxes -> (N, 3, size, size) float crops (0..255), box centres (N, 2), square
     sides (N,) in pixels. Downscaling by more than 2.2x first blurs the image (against aliasing)."""
     import cv2
@@ -27,7 +25,7 @@ def person_crops(image: np.ndarray, boxes: np.ndarray, size: int = 256) -> tuple
     crops, centres, sides = [], [], []
     for box in np.asarray(boxes, np.float32).reshape(-1, 4):
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        side = crop_size(box)
+        side = crop_size(box, bbox_shape)
         src = image
         down = side / size / 2
         if down > 1.1:

@@ -89,7 +89,7 @@ class Pipeline:
 
     body_model: a :class:`hmr.body.BodyModel` (default: ``smpl`` file, with ``smpl_j19`` = SMPL_to_J19.pkl
     for networks, else the bundled default model).
-    checkpoint: HMR 2.0 weights or registry name for ``hmr.models.load_model`` (None: keypoint fitting).
+    checkpoint: network weights or registry name for ``hmr.models.load_model`` (None: keypoint fitting).
     refine: with a checkpoint, refine the network's output by fitting to the landmarks.
     tiles: tiled detection (finds small people, ~5x slower; on for images, off for video).
     focal / intrinsics: camera (see :func:`make_camera`). fit_config: :class:`hmr.fitting.FitConfig`.
@@ -156,8 +156,8 @@ class Pipeline:
     def _run_network(self, image: np.ndarray, boxes: np.ndarray, camera: Camera) -> MeshOutput:
         from hmr.inference.crop import person_crops
 
-        size = self.network.config.image_size
-        pix, centres, sides = person_crops(image, boxes, size)
+        cfg = self.network.config
+        pix, centres, sides = person_crops(image, boxes, cfg.image_size, cfg.bbox_shape)
         n = len(boxes)
         with torch.no_grad():
             return self.network(

@@ -7,11 +7,34 @@ Parameter names follow ViTPose so its weights and HMR 2.0 checkpoints load uncha
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hmr.models.config import ViTConfig
+
+@dataclass
+class ViTConfig:
+    """ViTPose-style plain ViT. ``img_size`` is (H, W) of the centre columns the backbone sees."""
+
+    img_size: tuple[int, int] = (256, 192)
+    patch_size: int = 16
+    patch_padding: int = 2  # ViTPose: 4 + 2 * (ratio // 2 - 1) with ratio 1
+    embed_dim: int = 1280
+    depth: int = 32
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.55
+    norm_eps: float = 1e-6
+
+    @property
+    def num_pos_embed(self) -> int:
+        """Rows of ``pos_embed``: one per patch of the unpadded image plus ViTPose's unused cls slot."""
+        return (self.img_size[0] // self.patch_size) * (self.img_size[1] // self.patch_size) + 1
 
 
 class DropPath(nn.Module):

@@ -9,17 +9,17 @@ from torch import nn
 
 from hmr.body import BodyModel, KeypointSetUnavailableError
 from hmr.geometry import cam_crop_to_full, crop_cam_to_translation, perspective_projection
-from hmr.models.config import HMR2Config
+from hmr.models.backbones.vit import ViT
+from hmr.models.heads.smpl_transformer import SMPLTransformerDecoderHead
+from hmr.models.hmr2.config import HMR2Config
 from hmr.models.mean_params import MeanParams
-from hmr.models.smpl_head import SMPLTransformerDecoderHead
-from hmr.models.vit import ViT
 from hmr.outputs import MeshOutput
 
 _BODY = "body_model."
 
 
 class HMR2(nn.Module):
-    """HMR 2.0 model family (4D-Humans, Project_HMR and other sizes, :mod:`hmr.models.config`).
+    """HMR 2.0 model family (4D-Humans, Project_HMR and other sizes, :mod:`hmr.models.hmr2.config`).
 
     ``state_dict()`` holds only the network (``backbone.*``, ``smpl_head.*``, the reference's key names);
     the body model is a submodule for ``.to()`` but its (licensed) arrays are never saved with the weights.

@@ -7,54 +7,14 @@ backbones with 4D-Humans' head (``hmr2_vit_b``, ``hmr2_vit_l``; no published wei
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
+
+from hmr.models.backbones.vit import ViTConfig
+from hmr.models.heads.smpl_transformer import SMPLHeadConfig
+from hmr.models.registry import ModelEntry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class ViTConfig:
-    """ViTPose-style plain ViT. ``img_size`` is (H, W) of the centre columns the backbone sees."""
-
-    img_size: tuple[int, int] = (256, 192)
-    patch_size: int = 16
-    patch_padding: int = 2  # ViTPose: 4 + 2 * (ratio // 2 - 1) with ratio 1
-    embed_dim: int = 1280
-    depth: int = 32
-    num_heads: int = 16
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    drop_rate: float = 0.0
-    attn_drop_rate: float = 0.0
-    drop_path_rate: float = 0.55
-    norm_eps: float = 1e-6
-
-    @property
-    def num_pos_embed(self) -> int:
-        """Rows of ``pos_embed``: one per patch of the unpadded image plus ViTPose's unused cls slot."""
-        return (self.img_size[0] // self.patch_size) * (self.img_size[1] // self.patch_size) + 1
-
-
-@dataclass
-class SMPLHeadConfig:
-    """SMPL transformer-decoder head (single query token, cross-attention to the image tokens)."""
-
-    dim: int = 1024
-    depth: int = 6
-    heads: int = 8
-    dim_head: int = 64
-    mlp_dim: int = 1024
-    context_dim: int = 1280
-    dropout: float = 0.0
-    emb_dropout: float = 0.0
-    norm_eps: float = 1e-5
-    num_body_joints: int = 23
-    num_betas: int = 10
-    ief_iters: int = 1
-    rot6d_layout: str = "hmr2"
-    init_decoder_xavier: bool = False
 
 
 @dataclass
@@ -69,6 +29,7 @@ class HMR2Config:
     image_mean: tuple[float, float, float] = IMAGENET_MEAN  # on [0, 1] pixels; the model scales by 255
     image_std: tuple[float, float, float] = IMAGENET_STD
     focal_length: float = 5000.0  # crop-camera focal length in pixels of the image_size crop
+    bbox_shape: tuple[int, int] = (192, 256)  # (w, h) aspect person boxes are padded to before the square crop
     keypoint_sets: tuple[str, ...] = ("openpose25", "extra19")
 
     def validate(self) -> None:
@@ -86,16 +47,6 @@ class HMR2Config:
             raise ValueError("image_size - backbone width must be even (centre columns are cut symmetrically)")
         if h.rot6d_layout not in ("hmr2", "spin"):
             raise ValueError(f"head.rot6d_layout must be 'hmr2' or 'spin', got {h.rot6d_layout!r}")
-
-
-@dataclass(frozen=True)
-class RegistryEntry:
-    """A named standard configuration and where its published weights come from (if any)."""
-
-    config: HMR2Config
-    description: str
-    weights: tuple[str, ...] = ()  # file names to look for, best first
-    weights_source: str = ""  # empty: no published weights
 
 
 def _hmr2(name: str, embed: int, depth: int, heads: int, drop_path: float, mlp_dim: int) -> HMR2Config:
@@ -116,54 +67,35 @@ _PH_SOURCE = (
     "link in its README"
 )
 
-REGISTRY: dict[str, RegistryEntry] = {
-    "hmr2_vit_s": RegistryEntry(
+# Where 4D-Humans' own downloader puts its checkpoint; reused when present.
+_4DH_CACHE = "~/.cache/4DHumans/logs/train/multiruns/hmr2/0/checkpoints"
+
+HMR2_MODELS: dict[str, ModelEntry] = {
+    "hmr2_vit_s": ModelEntry(
+        "hmr2",
         _hmr2("hmr2_vit_s", 384, 12, 12, 0.1, 512),
         "Project_HMR: ViTPose-S (384/12/12) + decoder head (mlp 512, context 384)",
         ("hmr2_vit_s.safetensors", "epoch_0086-step_000086130.ckpt"),
         _PH_SOURCE,
     ),
-    "hmr2_vit_b": RegistryEntry(
+    "hmr2_vit_b": ModelEntry(
+        "hmr2",
         _hmr2("hmr2_vit_b", 768, 12, 12, 0.3, 1024),
         "ViTPose-B (768/12/12) + 4D-Humans' head",
         ("hmr2_vit_b.safetensors",),
     ),  # fmt: skip
-    "hmr2_vit_l": RegistryEntry(
+    "hmr2_vit_l": ModelEntry(
+        "hmr2",
         _hmr2("hmr2_vit_l", 1024, 24, 16, 0.5, 1024),
         "ViTPose-L (1024/24/16) + 4D-Humans' head",
         ("hmr2_vit_l.safetensors",),
     ),  # fmt: skip
-    "hmr2_vit_h": RegistryEntry(
+    "hmr2_vit_h": ModelEntry(
+        "hmr2",
         _hmr2("hmr2_vit_h", 1280, 32, 16, 0.55, 1024),
         "4D-Humans HMR 2.0: ViT-H (1280/32/16) + decoder head (mlp 1024, context 1280)",
         ("hmr2_vit_h.safetensors", "epoch=35-step=1000000.ckpt"),
         _4DH_SOURCE,
+        (_4DH_CACHE,),
     ),
 }
-
-
-def registry_config(name: str, **overrides) -> HMR2Config:
-    """A fresh copy of a registered config; ``overrides`` replace top-level fields, and a dict given for
-    ``backbone``/``head`` replaces only the fields it names (``head={"depth": 2}``)."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown model {name!r}; registered: {', '.join(REGISTRY)}")
-    return override_config(REGISTRY[name].config, **overrides)
-
-
-def override_config(cfg: HMR2Config, **overrides) -> HMR2Config:
-    """``cfg`` with ``overrides`` applied (see :func:`registry_config`), validated."""
-    known = {f.name for f in dataclasses.fields(HMR2Config)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown config fields {unknown}; known: {sorted(known)}")
-    fields = {"backbone": dataclasses.replace(cfg.backbone), "head": dataclasses.replace(cfg.head), **overrides}
-    for part in ("backbone", "head"):
-        if isinstance(fields[part], dict):
-            sub = getattr(cfg, part)
-            bad = sorted(set(fields[part]) - {f.name for f in dataclasses.fields(sub)})
-            if bad:
-                raise ValueError(f"unknown {part} config fields {bad}")
-            fields[part] = dataclasses.replace(sub, **fields[part])
-    cfg = dataclasses.replace(cfg, **fields)
-    cfg.validate()
-    return cfg

@@ -15,8 +15,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from hmr.geometry import rot6d_to_matrix
-from hmr.models.config import SMPLHeadConfig
 from hmr.models.mean_params import MeanParams
+
+
+@dataclass
+class SMPLHeadConfig:
+    """SMPL transformer-decoder head (single query token, cross-attention to the image tokens)."""
+
+    dim: int = 1024
+    depth: int = 6
+    heads: int = 8
+    dim_head: int = 64
+    mlp_dim: int = 1024
+    context_dim: int = 1280
+    dropout: float = 0.0
+    emb_dropout: float = 0.0
+    norm_eps: float = 1e-5
+    num_body_joints: int = 23
+    num_betas: int = 10
+    ief_iters: int = 1
+    rot6d_layout: str = "hmr2"
+    init_decoder_xavier: bool = False
 
 
 class _PreNorm(nn.Module):

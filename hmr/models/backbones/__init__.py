@@ -1,0 +1,1 @@
+"""Image backbones shared by the model families."""

@@ -1,0 +1,1 @@
+"""Regression heads shared by the model families."""
