@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
-from hmr.body.model import SMPL_ENV_VAR, BodyModel, BodyModelNotFoundError, load_vertex_regressor
+from hmr.body.assets import DEFAULT_MODEL_NAME, default_model_path
+from hmr.body.model import SMPL_ENV_VAR, BodyModel, load_vertex_regressor
 
-DEFAULT_MODEL_NAME = "hmr-anny-v1"
-_ASSET = Path(__file__).resolve().parent.parent / "assets" / "body" / f"{DEFAULT_MODEL_NAME.replace('-', '_')}.npz"
-
-
-def default_model_path() -> Path:
-    """Path of the bundled default body model file."""
-    if not _ASSET.is_file():
-        raise BodyModelNotFoundError(
-            f"the bundled default body model is missing ({_ASSET}); reinstall hmr, or rebuild it with "
-            f"'hmr body build --out {_ASSET}' (needs pip install 'hmr[build]')"
-        )
-    return _ASSET
-
+__all__ = ["DEFAULT_MODEL_NAME", "default_model_path", "load_body_model"]
 
 def load_body_model(
     path: str | os.PathLike | None = None,

