@@ -15,6 +15,7 @@ from hmr.geometry import (
     procrustes_align,
     quaternion_to_matrix,
     rot6d_to_matrix,
+    rotation_between,
     so3_right_jacobian,
     weak_perspective_projection,
 )
@@ -105,3 +106,29 @@ def test_so3_right_jacobian_linearises_the_exponential():
     lhs = axis_angle_to_matrix(aa + d)
     rhs = axis_angle_to_matrix(aa) @ axis_angle_to_matrix((so3_right_jacobian(aa) @ d[..., None])[..., 0])
     torch.testing.assert_close(lhs, rhs, atol=1e-11, rtol=0)
+
+
+def test_rotation_between_turns_a_onto_b_by_the_smallest_angle():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(50, 3, generator=g, dtype=torch.float64), torch.randn(50, 3, generator=g, dtype=torch.float64)
+    r = rotation_between(a * 3.0, b)  # lengths do not matter
+    an, bn = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    torch.testing.assert_close((r @ an[..., None])[..., 0], bn)
+    # Smallest: the rotation angle equals the angle between the directions; the axis is perpendicular to both.
+    angle = torch.acos(((r.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1))
+    torch.testing.assert_close(angle, torch.acos((an * bn).sum(-1).clamp(-1, 1)))
+    torch.testing.assert_close(rotation_between(an, an), torch.eye(3, dtype=torch.float64).expand(50, 3, 3))
+    # One target for many directions broadcasts.
+    assert rotation_between(a, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)).shape == (50, 3, 3)
+
+
+def test_camera_rows_repeat_and_cat():
+    cam = Camera(torch.tensor([[1.0, 2], [3, 4], [5, 6]]), torch.tensor([[7.0, 8], [9, 10], [11, 12]]),
+                 torch.tensor([[100.0, 50], [200, 100], [300, 150]]))  # fmt: skip
+    assert cam[1].focal_length.tolist() == [[3, 4]] and cam[-1].image_size.tolist() == [[300, 150]]
+    assert cam[torch.tensor([True, False, True])].principal_point.tolist() == [[7, 8], [11, 12]]
+    assert cam[[2, 0]].focal_length.tolist() == [[5, 6], [1, 2]]
+    tiled = cam[:2].repeat(2)
+    assert tiled.batch_size == 4 and tiled.focal_length[:, 0].tolist() == [1, 3, 1, 3]
+    both = Camera.cat([cam[2], cam[0]])
+    assert both.image_size.tolist() == [[300, 150], [100, 50]] and both.principal_point[1].tolist() == [7, 8]

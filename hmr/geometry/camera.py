@@ -43,14 +43,27 @@ class Camera:
             torch.tensor([[width, height]], dtype=dtype).repeat(batch_size, 1),
         )
 
-    @classmethod
-    def crop(cls, batch_size: int = 1, size: int = HMR2_CROP_SIZE, focal_length: float = HMR2_FOCAL_LENGTH,
-             dtype: torch.dtype = torch.float32) -> Camera:  # fmt: skip
-        """HMR 2.0's crop camera: a ``size`` x ``size`` crop with focal ``focal_length`` pixels."""
-        return cls.full_image(size, size, focal_length, batch_size, dtype)
+    def _map(self, fn) -> Camera:
+        return Camera(fn(self.focal_length), fn(self.principal_point), fn(self.image_size))
 
     def to(self, *args, **kwargs) -> Camera:
-        return Camera(*(t.to(*args, **kwargs) for t in (self.focal_length, self.principal_point, self.image_size)))
+        return self._map(lambda t: t.to(*args, **kwargs))
+
+    def __getitem__(self, index) -> Camera:
+        """Cameras of some batch rows (``cam[2:]``, ``cam[mask]``, ``cam[[0, 2]]``; an int keeps the batch dim)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return self._map(lambda t: t[index])
+
+    def repeat(self, n: int) -> Camera:
+        """The batch tiled ``n`` times (rows 0..B-1, then 0..B-1 again, ...)."""
+        return self._map(lambda t: t.repeat(n, 1))
+
+    @staticmethod
+    def cat(cameras: list[Camera]) -> Camera:
+        return Camera(
+            *(torch.cat([getattr(c, f) for c in cameras]) for f in ("focal_length", "principal_point", "image_size"))
+        )
 
     def intrinsics(self) -> torch.Tensor:
         """(B, 3, 3) calibration matrix K."""

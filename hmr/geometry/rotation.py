@@ -117,11 +117,14 @@ def matrix_to_axis_angle(m: torch.Tensor) -> torch.Tensor:
     return quaternion_to_axis_angle(matrix_to_quaternion(m))
 
 
-def axis_angle_to_quaternion(aa: torch.Tensor) -> torch.Tensor:
-    angle = aa.norm(dim=-1, keepdim=True)
-    half = angle / 2
-    scale = torch.where(angle < 1e-6, 0.5 - angle**2 / 48, torch.sin(half) / angle.clamp_min(1e-12))
-    return torch.cat([torch.cos(half), aa * scale], dim=-1)
+def rotation_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) smallest rotations turning directions ``a`` (..., 3) onto directions ``b`` (broadcastable);
+    neither needs unit length. Opposite directions have no unique answer (any half turn); this returns none."""
+    a = torch.nn.functional.normalize(a, dim=-1)
+    b = torch.nn.functional.normalize(b, dim=-1).expand_as(a)
+    axis = torch.linalg.cross(a, b, dim=-1)
+    angle = torch.atan2(axis.norm(dim=-1, keepdim=True), (a * b).sum(-1, keepdim=True))
+    return axis_angle_to_matrix(torch.nn.functional.normalize(axis, dim=-1) * angle)
 
 
 def _rot6d_columns(x: torch.Tensor, layout: Rot6DLayout) -> tuple[torch.Tensor, torch.Tensor]:
