@@ -1,0 +1,1 @@
+"""Evaluation: error metrics (``hmr.evaluation.metrics``); protocols and ``hmr eval`` build on them."""
