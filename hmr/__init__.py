@@ -1,6 +1,8 @@
 """hmr: 3D human mesh recovery toolkit."""
 
-__version__ = "0.1.0"
+from hmr.version import __version__
+
+__all__ = ["__version__", "predict"]
 
 
 def predict(image_or_path, **kwargs):

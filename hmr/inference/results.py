@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hmr import __version__
 from hmr.body.keypoints import BLAZEPOSE33_NAMES
 from hmr.geometry import matrix_to_axis_angle
 from hmr.inference.pipeline import FrameResult, PersonResult
 from hmr.io.exports import SCHEMA_VERSION
+from hmr.version import __version__
 
 UNITS = {
     "lengths": "metres",
