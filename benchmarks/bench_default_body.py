@@ -62,7 +62,7 @@ def _median_ms(fn, reps: int) -> float:
 
 
 def measure(rounds: int) -> str:
-    from hmr.body.anny_build import AnnyRig, build_default_body, fidelity, heldout_explained_variance
+    from tools.build_default_body import AnnyRig, build_default_body, fidelity, heldout_explained_variance
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

@@ -13,5 +13,5 @@ if [ "${1:-}" = "--quick" ]; then
   marker=(-m "not slow")
   shift
 fi
-.venv/bin/ruff check hmr tests benchmarks
+.venv/bin/ruff check hmr tests benchmarks tools
 .venv/bin/python -m pytest "${marker[@]}" "$@"

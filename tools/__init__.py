@@ -1,0 +1,1 @@
+"""Build tools, outside the hmr package: they make the files the package ships (docs/architecture.md)."""
