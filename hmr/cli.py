@@ -2,16 +2,22 @@
 
 Each subcommand lives in the module that owns its feature and registers itself through
 ``add_parser(subparsers)``; the module is imported only when listed in ``_COMMANDS``.
+
+Errors are one line ``hmr: error: ...`` (the traceback too with ``--debug``), exit status 2; Ctrl-C exits
+with 130 and SIGTERM with 143, after the same clean-up (README "Exit codes").
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
-import pickle
+import signal
 import sys
+import threading
+import traceback
 
-from hmr import __version__
+from hmr.version import __version__
 
 # name -> module providing add_parser(subparsers) and run(args)
 _COMMANDS = {
@@ -19,6 +25,27 @@ _COMMANDS = {
     "demo": "hmr.inference.demo",
     "model": "hmr.models.cli",
 }
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt so that ``finally`` clean-ups run."""
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,15 +65,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.run(args) or 0)
-    except (OSError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as err:
-        if args.debug:
-            raise
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"hmr: error: {msg}", file=sys.stderr)
-        return 2
+        with _sigterm_raises():
+            return int(args.run(args) or 0)
     except KeyboardInterrupt:
+        print("hmr: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("hmr: terminated", file=sys.stderr)
+        return 143
+    except Exception as err:
+        from hmr.inference.demo import error_line
+
+        if args.debug:
+            traceback.print_exc()
+        print(f"hmr: error: {error_line(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ def test_cli_good_and_bad_together(cli, tmp_path, capsys):
     (tmp_path / "in").mkdir()
     (tmp_path / "in/a.png").write_bytes(BASKETBALL.read_bytes())
     (tmp_path / "in/b.png").write_text("nope")
-    assert cli(tmp_path / "in", "--out", tmp_path / "o", "--boxes", "29,81,159,477") == 0
+    assert cli(tmp_path / "in", "--out", tmp_path / "o", "--boxes", "29,81,159,477") == 1  # some failed
     assert (tmp_path / "o/a.json").is_file() and not (tmp_path / "o/b.json").exists()
     assert "1 done" in capsys.readouterr().out
 

@@ -11,7 +11,9 @@ import contextlib
 import io
 import json
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,24 @@ def write_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray,
     write_bytes(path, data if isinstance(data, bytes) else data.encode())
 
 
+@contextlib.contextmanager
+def deferred_signals(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them to the previous handlers: an
+    interruption between starting a child process and taking charge of it would orphan the child."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        for s in dict.fromkeys(caught):
+            signal.raise_signal(s)
+
+
 class VideoWriter:
     """mp4 (H.264 via imageio-ffmpeg's bundled ffmpeg) written to a temporary file and moved into place
     by :meth:`close` (``discard()`` drops it instead)."""
@@ -85,8 +105,9 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
-        # yuv420p needs even sizes
-        self._writer.append_data(np.ascontiguousarray(frame[: h - h % 2, : w - w % 2]))
+        # yuv420p needs even sizes; the first frame starts ffmpeg (imageio has not taken charge of it yet)
+        with deferred_signals() if self.frames == 0 else contextlib.nullcontext():
+            self._writer.append_data(np.ascontiguousarray(frame[: h - h % 2, : w - w % 2]))
         self.frames += 1
 
     def close(self) -> None:
