@@ -79,3 +79,58 @@ def test_project_to_rotation():
     np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-10)
     q = project_to_rotation(r + 1e-3 * rng.normal(size=r.shape))
     assert np.abs(q - r).max() < 5e-3
+
+
+def test_one_euro_by_hand():
+    """dt = 1/(2 pi) makes tau/dt = 1/cutoff, so every step is a fraction (module doc formulas): with
+    beta = 1/pi the speed term raises the cutoff and the output follows faster than beta = 0."""
+    dt = 1 / (2 * np.pi)
+    plain, fast = OneEuroFilter(1.0, 0.0, 1.0), OneEuroFilter(1.0, 1 / np.pi, 1.0)
+    assert [plain(np.array([x]), dt)[0] for x in (0.0, 1.0, 1.0)] == [0.0, 0.5, 0.75]
+    out = [fast(np.array([x]), dt)[0] for x in (0.0, 1.0, 1.0)]
+    # step 1: dx = 2 pi, filtered (alpha 1/2) pi, cutoff 2, alpha 2/3 -> 2/3
+    # step 2: dx = (1 - 2/3) 2 pi, filtered 5 pi / 6, cutoff 11/6, alpha 11/17 -> 11/17 + 6/17 * 2/3 = 15/17
+    np.testing.assert_allclose(out, [0.0, 2 / 3, 15 / 17], rtol=1e-12)
+    # A new shape restarts the filter at the sample.
+    assert fast(np.array([5.0, 6.0]), dt).tolist() == [5.0, 6.0]
+
+
+def test_tracker_velocity_by_hand_and_prediction_across_a_gap():
+    """A box moving 10 px a frame: velocity = 0.5 v + 0.5 (box - previous box) / frames since seen; the
+    predicted box carries the track over a missed frame that plain overlap would lose."""
+    tr = Tracker(min_iou=0.5)
+    box = np.array([0, 0, 40, 100], np.float32)
+    (tid,) = tr.update(box[None])
+    tr.update((box + [10, 0, 10, 0])[None])
+    np.testing.assert_allclose(tr.tracks[0].velocity, [5, 0, 5, 0])
+    tr.update((box + [20, 0, 20, 0])[None])
+    np.testing.assert_allclose(tr.tracks[0].velocity, [7.5, 0, 7.5, 0])
+    tr.update(np.zeros((0, 4)))  # missed: age 1
+    # Seen again two frames after the last detection, 20 px further: IoU with the last box is 1/3 < 0.5,
+    # with the box predicted by the velocity (+7.5) it is 0.52.
+    (again,) = tr.update((box + [40, 0, 40, 0])[None])
+    assert again == tid and tr.tracks[0].hits == 4
+    np.testing.assert_allclose(tr.tracks[0].velocity, 0.5 * np.array([7.5, 0, 7.5, 0]) + 0.5 * np.array([10, 0, 10, 0]))
+
+
+def test_tracker_prefers_the_closer_joints_among_equal_overlaps():
+    pose = np.zeros((5, 3))
+    tr = Tracker()
+    (tid,) = tr.update(np.array([[0, 0, 40, 100]]), [pose])
+    ids = tr.update(np.array([[2, 0, 42, 100], [-2, 0, 38, 100]]), [pose + 0.3, pose + 0.01])
+    assert ids[1] == tid and ids[0] == tid + 1
+
+
+def test_tracker_thresholds_are_inclusive_and_ids_count_up():
+    tr = Tracker(min_iou=0.5, max_age=2)
+    first = tr.update(np.array([[0, 0, 10, 10], [100, 0, 110, 10]]))
+    assert first == [0, 1]
+    # IoU exactly 0.5 (the lower half of the box): admissible.
+    (same,) = tr.update(np.array([[0, 0, 10, 5]]))
+    assert same == 0
+    tr.update(np.zeros((0, 4)))
+    tr.update(np.zeros((0, 4)))  # track 0 unseen for 2 frames: still alive (max_age 2)
+    assert [t.track_id for t in tr.tracks] == [0]
+    tr.update(np.zeros((0, 4)))
+    assert tr.tracks == []
+    assert tr.update(np.array([[0, 0, 10, 10]])) == [2]
