@@ -6,6 +6,7 @@ Uses the bundled default body model and ``tests/data/fitting_synthetic.npz`` (60
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -114,7 +115,12 @@ def _timing(model: BodyModel, data: dict) -> list[list]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the section instead of writing docs/benchmarks.md"
+    )
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model = BodyModel.default()
@@ -158,7 +164,7 @@ def main() -> None:
         "solve per person. Warm frames: a limb flip search, then 10 LM iterations.\n\n"
         + table(["case", "ms per person"], timing)
     )
-    write_section("fitting", md)
+    print(md) if args.no_write else write_section("fitting", md)
 
 
 if __name__ == "__main__":

@@ -7,18 +7,19 @@ from dataclasses import dataclass, field
 
 @dataclass
 class StageConfig:
-    """One optimisation stage: Adam for ``iterations`` steps, learning rate decaying from ``lr`` to lr/10.
+    """One optimisation stage, run by one of the two solvers (``FitConfig.solver``, docs/fitting.md).
 
     ``prior_scale`` multiplies the pose and shape regularisers (SMPLify-style annealing: strong first, weak
     last); ``shape`` says whether betas are optimised.
     """
 
+    # Adam steps, with the learning rate decaying from ``lr`` to ``lr * FitConfig.lr_final_fraction`` (cosine).
     iterations: int
     lr: float
     prior_scale: float = 1.0
     shape: bool = True
-    # Damped Gauss-Newton iterations used instead of the Adam steps when ``FitConfig.solver`` is "lm" and the
-    # fit is a single frame (0: Adam for this stage).
+    # Levenberg-Marquardt iterations used instead of the Adam steps where LM applies (``FitConfig.solver`` "lm"
+    # and a single-frame fit; with 3D keypoints only near a solution); 0: Adam for this stage.
     lm_iterations: int = 0
 
 
@@ -45,9 +46,6 @@ class FitConfig:
     # regulariser weighted by ``flip_select_prior_scale``); ``final_stages`` polish with weak priors.
     flip_search: bool = True
     flip_select_prior_scale: float = 1.0
-    # Optional short stages run on every flip hypothesis before choosing (none by default: choosing right
-    # after the inverse kinematics, by data, joint limits and the regulariser, worked as well and is cheaper).
-    flip_stages: tuple[StageConfig, ...] = ()
     final_stages: tuple[StageConfig, ...] = (StageConfig(iterations=300, lr=0.03, prior_scale=0.01, lm_iterations=20),)
     # Stages used instead when starting from ``init`` (network refinement: the pose regulariser pulls to the
     # init's pose), and by SequenceFitter for every frame after the first (warm start from the previous frame,
@@ -67,16 +65,25 @@ class FitConfig:
     # of iterations; "adam": Adam everywhere. Cold fits with 3D keypoints and video batches (frames fitted
     # jointly) always use Adam; fits with 3D keypoints from an init or a previous frame use LM.
     solver: str = "lm"
-    # Initial damping (divided by 3 after a step that lowers the cost, multiplied by 4 otherwise), its floor
-    # relative to the mean curvature, and the largest change of any parameter in one step (radians, betas,
-    # camera units).
+    # Initial damping (divided by ``lm_damping_decrease`` after a step that lowers the cost, multiplied by
+    # ``lm_damping_increase`` otherwise), its floor relative to the mean curvature, and the largest change of any
+    # parameter in one step (radians, betas, camera units).
     lm_damping: float = 1e-2
+    lm_damping_decrease: float = 3.0
+    lm_damping_increase: float = 4.0
     lm_damping_floor: float = 0.1
     lm_max_step: float = 0.05
-    # A person stops after two LM steps in a row that each lowered their cost by less than this fraction: with
-    # noisy keypoints the last small gains only fit the noise (synthetic set, 5 px: 65.8 -> 61.6 mm; exact
-    # keypoints unchanged).
+    # A person stops after ``lm_patience`` LM steps in a row that each lowered their cost by less than
+    # ``lm_tolerance`` (a fraction): with noisy keypoints the last small gains only fit the noise (synthetic set,
+    # 5 px: 65.8 -> 61.6 mm; exact keypoints unchanged).
     lm_tolerance: float = 0.01
+    lm_patience: int = 2
+    # Adam's moment decay rates; each stage's learning rate decays (cosine) to this fraction of ``lr``.
+    adam_betas: tuple[float, float] = (0.9, 0.99)
+    lr_final_fraction: float = 0.1
+    # Adam learning rate of the betas and of the camera (x/z, y/z, log z), relative to the stage's (rotations: 1).
+    betas_lr_scale: float = 2.0
+    camera_lr_scale: float = 0.3
     # Geman-McClure scale, in units of the person's 2D size.
     robust_sigma: float = 0.1
     keypoint_weight: float = 1.0

@@ -1,4 +1,8 @@
-"""Pose and shape priors that need no licensed data: joint-angle limits, bending directions, regularisers.
+"""Pose, shape and motion priors that need no licensed data: joint-angle limits, bending directions, regularisers.
+
+Every term is a :class:`Penalty`, a weighted sum of squares that gives both solvers what they need from one
+definition: Adam its loss, Levenberg-Marquardt its residuals (whose squares sum to that loss) and their
+derivatives.
 
 Every joint's local rotation is an axis-angle vector ``(x, y, z)`` in the body frame at rest (+x body-left,
 +y up, +z facing; docs/conventions.md). For the SMPL tree at its T-pose this gives:
@@ -15,7 +19,9 @@ right side is the mirror image (``x, -y, -z``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -83,6 +89,50 @@ _REGULARISER_WEIGHTS = {
 }  # fmt: skip
 
 
+@dataclasses.dataclass
+class Penalty:
+    """One prior term, ``weight * sum(scale * base^2)``, in the forms both solvers use.
+
+    Adam differentiates :meth:`loss` (or :meth:`total`); Levenberg-Marquardt takes :meth:`residuals`
+    ``r = sqrt(weight * scale) * base``, whose squares sum to the same loss, and their derivatives
+    ``sqrt(weight * scale) * slope``. ``slope()`` gives ``d base / d parameter`` entry by entry (each entry of
+    ``base`` depends on one parameter), evaluated only when LM asks; None: 1 (``base`` is a parameter, or for
+    the temporal term a joint coordinate, minus a constant). ``scale``: per-component weights, or None.
+    """
+
+    base: torch.Tensor
+    weight: float
+    slope: Callable[[], torch.Tensor] | None = None
+    scale: torch.Tensor | None = None
+
+    def squares(self) -> torch.Tensor:
+        sq = self.base.pow(2)
+        return sq if self.scale is None else sq * self.scale
+
+    def loss(self) -> torch.Tensor:
+        """The penalty summed over the last axis (e.g. (B, J-1) per joint for a pose term)."""
+        return self.weight * self.squares().sum(-1)
+
+    def total(self) -> torch.Tensor:
+        """The whole penalty (scalar)."""
+        return self.weight * self.squares().sum(-1).sum()
+
+    def _root(self) -> torch.Tensor | float:
+        return math.sqrt(self.weight) if self.scale is None else (self.weight * self.scale).sqrt()
+
+    def residuals(self) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """(r, dr): residuals shaped like ``base`` with ``sum(r^2) == total()``, and ``dr / d parameter``."""
+        root = self._root()
+        return root * self.base, root * (1.0 if self.slope is None else self.slope())
+
+    def normal_terms(self) -> tuple[torch.Tensor, torch.Tensor | float, torch.Tensor]:
+        """Levenberg-Marquardt's share, entry by entry, of a penalty whose entries each depend on one parameter:
+        residuals r, the diagonal of J^T J (dr^2) and J^T r (a constant derivative is folded with the weight in
+        double precision first)."""
+        r, dr = self.residuals()
+        return r, dr**2, (dr * self._root()) * self.base if isinstance(dr, float) else dr * r
+
+
 class PosePrior(torch.nn.Module):
     """Joint limits, bending directions and the pose regulariser for the SMPL 24-joint tree.
 
@@ -120,20 +170,37 @@ class PosePrior(torch.nn.Module):
         self.register_buffer("hinge_sign", hinge_mask)
         self.register_buffer("mean_pose", mean)
 
+    def limits(self, body_pose: torch.Tensor, weight: float = 1.0) -> Penalty:
+        """Squared hinge on leaving the per-component bounds (radians^2)."""
+        over = torch.relu(body_pose - self.upper) + torch.relu(self.lower - body_pose)
+
+        def slope() -> torch.Tensor:
+            return (body_pose > self.upper).to(body_pose.dtype) - (body_pose < self.lower).to(body_pose.dtype)
+
+        return Penalty(over, weight, slope)
+
+    def bending(self, body_pose: torch.Tensor, weight: float = 1.0) -> Penalty:
+        """Squared amount by which elbows/knees bend backwards."""
+        flexion = body_pose * self.hinge_sign
+        return Penalty(torch.relu(-flexion), weight, lambda: -self.hinge_sign * (flexion < 0))
+
+    def deviation(self, body_pose: torch.Tensor, anchor: torch.Tensor | None = None, weight: float = 1.0) -> Penalty:
+        """Weighted squared distance (axis-angle) to ``anchor`` (B, J-1, 3), by default the mean pose; the
+        weights are highest on joints that body keypoints barely see."""
+        anchor = self.mean_pose if anchor is None else anchor
+        return Penalty(body_pose - anchor, weight, scale=self.reg_weights)
+
     def limit_penalty(self, body_pose: torch.Tensor) -> torch.Tensor:
         """(B, J-1) squared hinge on leaving the per-component bounds (radians^2)."""
-        over = torch.relu(body_pose - self.upper) + torch.relu(self.lower - body_pose)
-        return over.pow(2).sum(-1)
+        return self.limits(body_pose).loss()
 
     def regulariser(self, body_pose: torch.Tensor, anchor: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, J-1) weighted squared distance (axis-angle) to ``anchor`` (B, J-1, 3), by default the mean pose;
-        the weights are highest on joints that body keypoints barely see."""
-        anchor = self.mean_pose if anchor is None else anchor
-        return ((body_pose - anchor).pow(2) * self.reg_weights).sum(-1)
+        """(B, J-1) the pose regulariser (see :meth:`deviation`)."""
+        return self.deviation(body_pose, anchor).loss()
 
     def bending_penalty(self, body_pose: torch.Tensor) -> torch.Tensor:
         """(B, J-1) squared amount by which elbows/knees bend backwards."""
-        return torch.relu(-body_pose * self.hinge_sign).pow(2).sum(-1)
+        return self.bending(body_pose).loss()
 
     @torch.no_grad()
     def project_(self, body_pose: torch.Tensor) -> None:
@@ -146,12 +213,19 @@ class PosePrior(torch.nn.Module):
         return (body_pose * self.hinge_sign).sum(-1)[:, self.hinge_sign.abs().sum(-1) > 0]
 
 
-def shape_regulariser(betas: torch.Tensor) -> torch.Tensor:
-    """(B,) squared norm of the shape coefficients (betas are in standard deviations)."""
-    return betas.pow(2).sum(-1)
+def shape_penalty(betas: torch.Tensor, weight: float = 1.0) -> Penalty:
+    """Squared norm of the shape coefficients (betas are in standard deviations)."""
+    return Penalty(betas, weight)
 
 
-def geman_mcclure(residual_sq: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Robust Geman-McClure penalty ``s^2 r^2 / (s^2 + r^2)`` of squared residuals."""
-    s2 = sigma * sigma
-    return s2 * residual_sq / (s2 + residual_sq)
+def temporal_penalty(joints: torch.Tensor, frames: int, people: int, prediction: torch.Tensor | None,
+                     weight: float) -> Penalty | None:  # fmt: skip
+    """Joint motion (metres), flattened: the joints' (N, J, 3) distance to ``prediction`` (online, constant
+    velocity; slope 1 with respect to the joints), or without one their acceleration over the frames of a
+    video batch (frame-major, N = frames * people; None for fewer than 3 frames)."""
+    if prediction is not None:
+        return Penalty((joints - prediction).flatten(), weight)
+    if frames < 3:
+        return None
+    j = joints.reshape(frames, people, -1, 3)
+    return Penalty((j[2:] - 2 * j[1:-1] + j[:-2]).flatten(), weight)
