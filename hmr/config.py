@@ -1,8 +1,10 @@
-"""The toolkit's one config system: plain dataclasses, serialised as YAML.
+"""The toolkit's one config system: typed dataclasses, read from YAML and overridden with dotted keys.
 
-Every configurable part (models, training, fitting, demo) describes its settings as a dataclass;
-``save_yaml``/``load_yaml`` write and read them, and ``from_dict`` rebuilds nested dataclasses while
-rejecting unknown keys with a message that names them.
+Every configurable part (pipeline, models, fitting, training, evaluation) describes its settings as a
+dataclass. ``load(cls, path, ["section.key=value", ...])`` reads a YAML file (or the defaults) and applies
+command-line overrides (values parsed as YAML: ``3``, ``0.5``, ``true``, ``[obj, glb]``, ``null``);
+``from_dict`` rebuilds nested dataclasses, rejects unknown keys and checks simple types, naming the key;
+``save_yaml``/``dump`` write a config back. Why not OmegaConf or jsonargparse: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
+        value = _checked(hint, value, f"config{where}.{key}")
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = from_dict(hint, value, f"{where}.{key}")
         elif typing.get_origin(hint) is tuple and isinstance(value, list):
@@ -57,6 +60,76 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
             )
         kwargs[key] = value
     return cls(**kwargs)
+
+
+_SCALARS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _checked(hint: Any, value: Any, key: str) -> Any:
+    """``value`` if it fits a simple ``hint`` (int, float, bool, str, their Optional; ints pass as floats),
+    else a ValueError naming ``key``; other hints are not checked here."""
+    args = typing.get_args(hint)
+    if value is None and (type(None) in args or hint is Any):
+        return value
+    base = (
+        next((a for a in args if a is not type(None)), hint)
+        if typing.get_origin(hint) in (typing.Union, _UNION)
+        else hint
+    )
+    if base in _SCALARS:
+        ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
+        if base is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            raise ValueError(f"{key}: expected {_SCALARS[base]}, got {value!r}")
+    return value
+
+
+_UNION = type(int | None)
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict:
+    """``["fitting.lm_tolerance=0.02", "--outputs.overwrite=true"]`` -> nested dict, values parsed as YAML."""
+    out: dict = {}
+    for item in items:
+        key, sep, text = item.removeprefix("--").partition("=")
+        if not sep or not key or any(not part.isidentifier() for part in key.split(".")):
+            raise ValueError(f"config override {item!r}: expected section.key=value")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"config override {item!r}: {part} is set both as a value and a section")
+        node[leaf] = value
+    return out
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra``'s entries, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
+    """Config ``cls``: its defaults, then the YAML file ``path`` (when given), then dotted ``overrides``."""
+    data = _read_yaml(path) if path is not None else {}
+    where = f" {path}" if path is not None else ""
+    cfg = from_dict(cls, merge(data, parse_overrides(overrides)), where)
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    return cfg
+
+
+def dump(cfg: Any) -> str:
+    """The config as YAML text (what ``--config`` reads back)."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
 def override(cfg: T, /, **overrides) -> T:
@@ -88,12 +161,20 @@ def _override(cfg: T, overrides: dict, where: str) -> T:
 def save_yaml(cfg: Any, path: str | os.PathLike) -> None:
     """Write ``cfg`` as YAML atomically (temporary file, then rename)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        tmp.write_text(dump(cfg))
 
 
-def load_yaml(cls: type[T], path: str | os.PathLike) -> T:
+def _read_yaml(path: str | os.PathLike) -> dict:
     try:
         data = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
-    return from_dict(cls, data or {}, f" {path}")
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    except OSError as err:
+        raise type(err)(f"{path}: cannot read the config ({err.strerror or err})") from None
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file holds a mapping of sections, got {type(data).__name__}")
+    return data or {}
+
+
+def load_yaml(cls: type[T], path: str | os.PathLike) -> T:
+    return from_dict(cls, _read_yaml(path), f" {path}")
