@@ -15,8 +15,7 @@ import yaml
 
 from hmr.body import BodyModel
 from hmr.io.keypoints import read_openpose_json
-from hmr.models import create_model, load_model
-from hmr.models import GuessedConfigWarning
+from hmr.models import GuessedConfigWarning, create_model, load_model
 from hmr.models.mean_params import MeanParams
 from tests import py2_pickle as p2
 from tests.synthetic_smpl import synthetic_smpl_arrays

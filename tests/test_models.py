@@ -14,6 +14,7 @@ from hmr.body import BodyModel, KeypointSet, KeypointSetUnavailableError
 from hmr.body.keypoints import EXTRA19_NAMES
 from hmr.geometry import rot6d_to_matrix, weak_perspective_projection
 from hmr.models import HMR2, MODELS, HMR2Config, MeanParams, create_model, model_config
+from hmr.models.hmr2 import HMR2_MODELS
 from tests.synthetic_smpl import synthetic_smpl_arrays
 
 DATA = Path(__file__).parent / "data"
@@ -104,7 +105,7 @@ def test_state_dict_equals_reference_key_list(name, keys, body_model):
     assert ours == read_key_list(keys)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(HMR2_MODELS))
 def test_each_size_builds_and_runs(name, body_model):
     depth = {"hmr2_vit_s": 12, "hmr2_vit_b": 2, "hmr2_vit_l": 1, "hmr2_vit_h": 1}[name]
     model = create_model(name, body_model=body_model, backbone={"depth": depth}, head={"depth": 1}).eval()

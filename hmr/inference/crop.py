@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+
 def crop_size(box: np.ndarray, bbox_shape: tuple[int, int]) -> float:
     """Side (pixels) of the square crop for a box: the box padded to ``bbox_shape`` (w:h), larger side."""
     w, h = float(box[2] - box[0]), float(box[3] - box[1])
