@@ -58,12 +58,13 @@ class Timers:
 
 def run(frames: list[np.ndarray], people: int, detect_every: int) -> dict:
     import hmr.fitting
-    from hmr.inference.demo import Painter
-    from hmr.inference.detect import Detections
-    from hmr.inference.pipeline import Pipeline
-    from hmr.inference.video import VideoSession
+    from hmr.apps.outputs import Painter
+    from hmr.detection import Detections
+    from hmr.pipeline import Pipeline, PipelineConfig
+    from hmr.pipeline.config import DetectorSection
+    from hmr.pipeline.video import VideoSession
 
-    pipe = Pipeline(tiles=False)
+    pipe = Pipeline(PipelineConfig(detector=DetectorSection(tiles=False)))
     timers = Timers()
     detect = pipe.detector.__call__
 

@@ -19,10 +19,11 @@ from scipy.optimize import linear_sum_assignment
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.report import machine, table, write_section  # noqa: E402
-from hmr.inference.detect import PersonDetector, box_iou  # noqa: E402
-from hmr.inference.images import read_image  # noqa: E402
-from hmr.inference.keypoints import PoseEstimator  # noqa: E402
-from hmr.inference.people import observe_people  # noqa: E402
+from hmr.detection import PersonDetector  # noqa: E402
+from hmr.geometry import box_iou  # noqa: E402
+from hmr.io.images import read_image  # noqa: E402
+from hmr.landmarks.blazepose import PoseEstimator  # noqa: E402
+from hmr.pipeline.observe import observe_people  # noqa: E402
 
 MATCH_IOU = 0.4
 

@@ -1,7 +1,8 @@
 """Command-line interface: a thin layer over the Python API.
 
-Each subcommand lives in the module that owns its feature and registers itself through
-``add_parser(subparsers)``; the module is imported only when listed in ``_COMMANDS``.
+Each subcommand lives in the module that owns its feature, which adds its arguments with
+``add_arguments(parser)``; only the module of the command being run is imported (``hmr --version`` and
+``hmr --help`` import none).
 
 Errors are one line ``hmr: error: ...`` (the traceback too with ``--debug``), exit status 2; Ctrl-C exits
 with 130 and SIGTERM with 143, after the same clean-up (README "Exit codes").
@@ -19,11 +20,12 @@ import traceback
 
 from hmr.version import __version__
 
-# name -> module providing add_parser(subparsers) and run(args)
+# name -> (module providing add_arguments(parser) and setting args.run, one-line help)
 _COMMANDS = {
-    "body": "hmr.body.cli",
-    "demo": "hmr.inference.demo",
-    "model": "hmr.models.cli",
+    "body": ("hmr.body.cli", "body models: inspect one"),
+    "config": ("hmr.apps.config", "the pipeline's settings: show the resolved config"),
+    "demo": ("hmr.apps.demo", "3D people from images, folders, videos or a camera"),
+    "model": ("hmr.models.cli", "mesh-recovery networks: list, inspect and convert checkpoints"),
 }
 
 
@@ -48,18 +50,23 @@ def _sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the arguments of ``command`` (the others are listed by name and help only)."""
     parser = argparse.ArgumentParser(prog="hmr", description="3D human mesh recovery toolkit")
     parser.add_argument("--version", action="version", version=f"hmr {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in _COMMANDS.values():
-        importlib.import_module(module).add_parser(sub)
+    for name, (module, help_text) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in _COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
@@ -74,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print("hmr: terminated", file=sys.stderr)
         return 143
     except Exception as err:
-        from hmr.inference.demo import error_line
+        from hmr.apps.errors import error_line
 
         if args.debug:
             traceback.print_exc()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,6 +110,16 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict:
     return out
 
 
+_OVERRIDE = re.compile(r"^(--)?[A-Za-z_]\w*(\.[A-Za-z_]\w*)*=")
+
+
+def split_overrides(args: list[str]) -> tuple[list[str], list[str]]:
+    """Command-line words -> (the others, the ``section.key=value`` / ``--section.key=value`` overrides). A
+    word naming an existing file stays a file, whatever its name."""
+    overrides = [a for a in args if _OVERRIDE.match(a) and not Path(a).exists()]
+    return [a for a in args if a not in overrides], overrides
+
+
 def merge(base: dict, extra: dict) -> dict:
     """``base`` with ``extra``'s entries, nested mappings merged key by key."""
     out = dict(base)
@@ -117,11 +128,13 @@ def merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def load(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
-    """Config ``cls``: its defaults, then the YAML file ``path`` (when given), then dotted ``overrides``."""
+def load(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
+         values: dict | None = None) -> T:  # fmt: skip
+    """Config ``cls``: its defaults, then the YAML file ``path`` (when given), then ``values`` (a nested dict,
+    e.g. from command-line flags), then dotted ``overrides``."""
     data = _read_yaml(path) if path is not None else {}
     where = f" {path}" if path is not None else ""
-    cfg = from_dict(cls, merge(data, parse_overrides(overrides)), where)
+    cfg = from_dict(cls, merge(merge(data, values or {}), parse_overrides(overrides)), where)
     if hasattr(cfg, "validate"):
         cfg.validate()
     return cfg

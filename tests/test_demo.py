@@ -8,12 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hmr.apps import demo as demo_mod
+from hmr.apps import inputs as inputs_mod
+from hmr.apps.demo import Demo
 from hmr.body.keypoints import BLAZEPOSE33_NAMES
 from hmr.fitting import FitConfig, StageConfig
-from hmr.inference import demo as demo_mod
-from hmr.inference.demo import Demo, read_video
-from hmr.inference.pipeline import Pipeline
-from hmr.inference.results import reprojection_error
+from hmr.io.video import read_video
+from hmr.pipeline import Pipeline, PipelineConfig
+from hmr.pipeline.config import DetectorSection, NetworkSection, OutputsSection
+from hmr.pipeline.records import reprojection_error
 
 ROOT = Path(__file__).resolve().parent.parent
 BASKETBALL = ROOT / "examples/basketball1.png"
@@ -32,13 +35,13 @@ FAST_FIT = FitConfig(
 
 @pytest.fixture(scope="module")
 def pipeline():
-    return Pipeline(fit_config=FAST_FIT)
+    return Pipeline(PipelineConfig(fitting=FAST_FIT))
 
 
 @pytest.fixture(scope="module")
 def image_run(pipeline, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    frame = Demo(pipeline, out, ("obj", "ply", "glb")).image(BASKETBALL, "basketball1")
+    frame = Demo(pipeline, out, OutputsSection(mesh_formats=("obj", "ply", "glb"))).image(BASKETBALL, "basketball1")
     return out, frame
 
 
@@ -96,8 +99,8 @@ def test_folder_is_resumable(pipeline, tmp_path):
     src = tmp_path / "in" / "sub"
     src.mkdir(parents=True)
     (src / "a.png").write_bytes(BASKETBALL.read_bytes())
-    d = Demo(pipeline, tmp_path / "out", pictures=False)
-    stems = demo_mod.output_stems([src / "a.png"], [tmp_path / "in"])
+    d = Demo(pipeline, tmp_path / "out", OutputsSection(pictures=False))
+    stems = inputs_mod.output_stems([src / "a.png"], [tmp_path / "in"])
     assert stems == ["sub/a"]
     assert d.image(src / "a.png", stems[0], boxes=_one_box()) is not None
     mtime = (tmp_path / "out/sub/a.json").stat().st_mtime_ns
@@ -106,19 +109,19 @@ def test_folder_is_resumable(pipeline, tmp_path):
 
 
 def _one_box():
-    from hmr.inference.detect import Detections
+    from hmr.detection import Detections
 
     return Detections.from_boxes([[29, 81, 159, 477]])
 
 
 def test_user_boxes_skip_detection(pipeline, tmp_path):
-    frame = Demo(pipeline, tmp_path, pictures=False).image(BASKETBALL, "b", boxes=_one_box())
+    frame = Demo(pipeline, tmp_path, OutputsSection(pictures=False)).image(BASKETBALL, "b", boxes=_one_box())
     assert len(frame.people) == 1 and frame.people[0].detection == "user"
 
 
 def test_output_stems_disambiguate(tmp_path):
     paths = [tmp_path / "x.jpg", tmp_path / "x.png", tmp_path / "y.png"]
-    assert demo_mod.output_stems(paths, [tmp_path]) == ["x_jpg", "x_png", "y"]
+    assert inputs_mod.output_stems(paths, [tmp_path]) == ["x_jpg", "x_png", "y"]
 
 
 @pytest.fixture()
@@ -126,7 +129,7 @@ def cli(pipeline, monkeypatch):
     """``hmr demo`` through the real CLI entry point, reusing the module's pipeline."""
     from hmr.cli import main
 
-    monkeypatch.setattr(demo_mod, "Pipeline", lambda **kw: pipeline)
+    monkeypatch.setattr(demo_mod, "Pipeline", lambda *a, **kw: pipeline)
     return lambda *args: main(["demo", *map(str, args)])
 
 
@@ -175,7 +178,7 @@ def test_cli_good_and_bad_together(cli, tmp_path, capsys):
 
 def test_predict_api(pipeline):
     import hmr
-    from hmr.inference.images import read_image
+    from hmr.io.images import read_image
 
     people = hmr.predict(read_image(BASKETBALL), boxes=[[29, 81, 159, 477]], pipeline=pipeline)
     assert len(people) == 1 and people[0].mesh is not None
@@ -234,8 +237,12 @@ def test_network_checkpoint_path(tmp_path, pipeline):
     ckpt = save_model(net, tmp_path / "tiny.safetensors")
     img = BASKETBALL
     for refine in (False, True):
-        p = Pipeline(body_model=pipeline.body_model, checkpoint=ckpt, refine=refine, fit_config=FAST_FIT, tiles=False)
-        frame = Demo(p, tmp_path / str(refine), pictures=False).image(img, "b")
+        cfg = PipelineConfig(
+            network=NetworkSection(str(ckpt), refine), fitting=FAST_FIT, detector=DetectorSection(tiles=False)
+        )
+        frame = Demo(
+            Pipeline(cfg, body_model=pipeline.body_model), tmp_path / str(refine), OutputsSection(pictures=False)
+        ).image(img, "b")
         assert frame.method == ("network+refine" if refine else "network")
         assert len(frame.people) == 2 and all(q.mesh is not None for q in frame.people)
         m = frame.people[0].mesh
@@ -243,7 +250,7 @@ def test_network_checkpoint_path(tmp_path, pipeline):
         rec = json.loads((tmp_path / str(refine) / "b.json").read_text())
         assert rec["method"] == frame.method
     with pytest.raises(ValueError, match="refine needs"):
-        Pipeline(body_model=pipeline.body_model, refine=True)
+        Pipeline(PipelineConfig(network=NetworkSection(refine=True)), body_model=pipeline.body_model)
 
 
 @pytest.mark.slow
@@ -257,7 +264,7 @@ def test_default_settings_fit_within_5_percent():
 
 
 def _read(path):
-    from hmr.inference.images import read_image
+    from hmr.io.images import read_image
 
     return read_image(path)
 
@@ -280,8 +287,10 @@ def test_smpl_file_is_used_and_recorded(tmp_path):
     model.name = "user-model"
     path = tmp_path / "user_model.npz"
     model.save_npz(path)
-    p = Pipeline(smpl=path, fit_config=FAST_FIT, tiles=False)
+    from hmr.pipeline.config import BodySection
+
+    p = Pipeline(PipelineConfig(body=BodySection(str(path)), fitting=FAST_FIT, detector=DetectorSection(tiles=False)))
     assert p.body_model.name == "user-model"
-    Demo(p, tmp_path / "o", pictures=False).image(BASKETBALL, "b", boxes=_one_box())
+    Demo(p, tmp_path / "o", OutputsSection(pictures=False)).image(BASKETBALL, "b", boxes=_one_box())
     rec = json.loads((tmp_path / "o/b.json").read_text())
     assert rec["body_model"] == "user-model" and rec["people"][0]["status"] == "mesh"

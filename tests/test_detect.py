@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from hmr.inference.detect import Detections, PersonDetector, box_iou
-from hmr.inference.images import collect_inputs, read_image
+from hmr.apps.inputs import collect_inputs
+from hmr.detection import Detections, PersonDetector
+from hmr.geometry import box_iou
+from hmr.io.images import read_image
 
 ROOT = Path(__file__).resolve().parent.parent
 GT = {k: v for k, v in json.loads((ROOT / "tests/data/detection_gt.json").read_text()).items() if not k.startswith("_")}
@@ -23,7 +25,7 @@ def detector():
 
 @pytest.fixture(scope="module")
 def pose():
-    from hmr.inference.keypoints import PoseEstimator
+    from hmr.landmarks.blazepose import PoseEstimator
 
     est = PoseEstimator()
     yield est
@@ -125,7 +127,7 @@ def test_no_landmarks_where_no_body(pose):
 
 
 def test_observe_people_combines_detector_and_landmarks(detector, pose):
-    from hmr.inference.people import observe_people
+    from hmr.pipeline.observe import observe_people
 
     people = observe_people(read_image(ROOT / "examples/basketball1.png"), detector, pose)
     assert len(people) == 2 and all(p.keypoints is not None for p in people)

@@ -13,17 +13,19 @@ from hmr.body import KEYPOINT_SET_NAMES, BodyModel
 from hmr.fitting import SequenceFitter
 from hmr.fitting.synthetic import load_synthetic_set
 from hmr.geometry import Camera, axis_angle_to_matrix
-from hmr.inference.keypoints import PoseKeypoints, box_to_roi
-from hmr.inference.people import PersonObservation
-from hmr.inference.pipeline import KEYPOINT_FORMAT, Pipeline
+from hmr.landmarks.blazepose import PoseKeypoints, box_to_roi
 from hmr.outputs import MeshOutput
+from hmr.pipeline import Pipeline, PipelineConfig
+from hmr.pipeline.config import DetectorSection
+from hmr.pipeline.image import KEYPOINT_FORMAT
+from hmr.pipeline.observe import PersonObservation
 
 DATA = Path(__file__).parent / "data" / "fitting_synthetic.npz"
 
 
 @pytest.fixture(scope="module")
 def pipeline() -> Pipeline:
-    return Pipeline(body_model=BodyModel.default(), tiles=False)
+    return Pipeline(PipelineConfig(detector=DetectorSection(tiles=False)), body_model=BodyModel.default())
 
 
 def _person(model: BodyModel, index: int):
@@ -84,7 +86,7 @@ def test_each_camera_gets_its_own_fitter(pipeline):
         obs = _observe(mesh, joints, p.camera(width, height), mesh.cam_t_full)
         return p(np.zeros((height, width, 3), np.uint8), previous=[start], observations=[obs]).people[0].mesh
 
-    video = Pipeline(body_model=pipeline.body_model, tiles=False)
+    video = Pipeline(PipelineConfig(detector=DetectorSection(tiles=False)), body_model=pipeline.body_model)
     first, other, again = (run(video, *size) for size in ((640, 480), (1280, 720), (640, 480)))
     alone = run(pipeline, 1280, 720)
     assert (other.vertices - start.vertices).abs().max() > 0.01  # the fit moved

@@ -26,11 +26,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hmr.apps import demo as demo_mod
+from hmr.apps import outputs as outputs_mod
 from hmr.cli import main
-from hmr.inference import demo as demo_mod
-from hmr.inference.images import read_image
-from hmr.inference.pipeline import Pipeline
 from hmr.io import exports
+from hmr.io.images import read_image
+from hmr.pipeline import Pipeline, PipelineConfig
 from tests.test_demo import FAST_FIT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,14 +43,14 @@ BOX = "4,4,40,44"  # a user box: the person is "box only" (no landmarks, no fit)
 
 @pytest.fixture(scope="module")
 def pipeline():
-    return Pipeline(fit_config=FAST_FIT)
+    return Pipeline(PipelineConfig(fitting=FAST_FIT))
 
 
 @pytest.fixture()
 def cli(pipeline, monkeypatch, capfd):
     """``hmr demo ARGS`` in-process with the shared pipeline -> (exit code, stdout, stderr); fd-level capture
     so that OpenCV's and FFmpeg's own log lines would show too."""
-    monkeypatch.setattr(demo_mod, "Pipeline", lambda **kw: pipeline)
+    monkeypatch.setattr(demo_mod, "Pipeline", lambda *a, **kw: pipeline)
     capfd.readouterr()
 
     def run(*args, debug=False):
@@ -455,16 +456,16 @@ def test_read_only_out_is_found_before_any_work(cli, tmp_path, monkeypatch):
     out.mkdir()
     out.chmod(0o555)
     if os.access(out, os.W_OK):  # root ignores modes: simulate the refusal
-        real = demo_mod.tempfile.mkstemp
+        real = outputs_mod.tempfile.mkstemp
 
         def mkstemp(*a, dir=None, **kw):
             if Path(dir) == out:
                 raise PermissionError(errno.EACCES, "Permission denied", str(dir))
             return real(*a, dir=dir, **kw)
 
-        monkeypatch.setattr(demo_mod.tempfile, "mkstemp", mkstemp)
+        monkeypatch.setattr(outputs_mod.tempfile, "mkstemp", mkstemp)
     calls = []
-    monkeypatch.setattr(demo_mod, "Pipeline", lambda **kw: calls.append(1))  # never reached
+    monkeypatch.setattr(demo_mod, "Pipeline", lambda *a, **kw: calls.append(1))  # never reached
     try:
         rc, _, err = cli(wall(tmp_path / "w.png"), "--out", out, "--boxes", BOX)
     finally:
@@ -478,7 +479,7 @@ def test_full_disk_at_the_write_test(cli, tmp_path, monkeypatch):
     def mkstemp(*a, **kw):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(demo_mod.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(outputs_mod.tempfile, "mkstemp", mkstemp)
     rc, _, err = cli(wall(tmp_path / "w.png"), "--out", tmp_path / "o")
     assert rc == 2
     assert_lines(err, ("error", None, "cannot write there (No space left on device)"))
@@ -678,7 +679,7 @@ def test_unexpected_error_in_one_input(cli, tmp_path, monkeypatch, pipeline, deb
 
 @pytest.mark.parametrize("exc", [RuntimeError("weights\nare\nbad"), KeyError("missing_key"), MemoryError()])
 def test_uncaught_error_is_one_line_exit_2(tmp_path, monkeypatch, capfd, exc):
-    def broken(**kw):
+    def broken(*a, **kw):
         raise exc
 
     monkeypatch.setattr(demo_mod, "Pipeline", broken)
@@ -727,7 +728,7 @@ def test_api_errors_name_the_file(tmp_path, pipeline):
     ],
 )
 def test_api_arrays_of_any_type(array, value):
-    from hmr.inference.images import as_rgb
+    from hmr.io.images import as_rgb
 
     rgb = as_rgb(array)
     assert rgb.shape == (8, 8, 3) and rgb.dtype == np.uint8 and (rgb == value).all()

@@ -1,10 +1,10 @@
-"""Tracking (Hungarian assignment), One-Euro smoothing, jitter."""
+"""Tracking (Hungarian assignment) and One-Euro smoothing."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from hmr.inference.track import OneEuroFilter, Tracker, jitter, project_to_rotation
+from hmr.tracking import OneEuroFilter, Tracker, project_to_rotation
 
 
 def test_tracker_keeps_ids_when_people_cross_and_order_changes():
@@ -60,15 +60,6 @@ def test_one_euro_reduces_jitter_and_follows_steps():
     step = np.stack([f2(np.array([0.0 if t < 10 else 1.0]), 1 / 30) for t in range(60)])
     assert abs(step[-1, 0] - 1.0) < 0.01  # converges to the new value
     assert step[10, 0] > 0.0  # follows immediately, with lag
-
-
-def test_jitter_is_mean_acceleration():
-    t = np.arange(10, dtype=np.float64)
-    constant_velocity = np.stack([t, 2 * t, -t], -1)[:, None, :]
-    assert jitter(constant_velocity) == 0.0
-    accelerating = np.stack([t**2, 0 * t, 0 * t], -1)[:, None, :]
-    assert np.isclose(jitter(accelerating), 2.0)
-    assert np.isnan(jitter(accelerating[:2]))
 
 
 def test_project_to_rotation():

@@ -7,8 +7,7 @@ import argparse
 import torch
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    body = sub.add_parser("body", help="body models: inspect one")
+def add_arguments(body: argparse.ArgumentParser) -> None:
     body_sub = body.add_subparsers(dest="body_command", metavar="ACTION", required=True)
     info = body_sub.add_parser("info", help="load a body model and print its structure and a posed example")
     info.add_argument(

@@ -10,7 +10,7 @@ from torch import nn
 
 from hmr.body import BodyModel, KeypointSet
 from hmr.body.lbs import ancestor_matrix, forward_kinematics
-from hmr.geometry.rotation import _skew
+from hmr.geometry import skew
 
 
 class ReducedBodyModel(nn.Module):
@@ -151,7 +151,7 @@ class ReducedBodyModel(nn.Module):
         d_rot = d_rot.permute(0, 1, 3, 2, 4).reshape(b, -1, 3, nj * 3)
         if self.posedirs is not None:
             # Pose blend shapes: d(R_k - I)/de_k,i = R_k [e_i]x, through the rest vertices of the virtual points.
-            basis = _skew(torch.eye(3, dtype=rotmats.dtype, device=rotmats.device))  # (3, 3, 3)
+            basis = skew(torch.eye(3, dtype=rotmats.dtype, device=rotmats.device))  # (3, 3, 3)
             d_feat = (rotmats[:, 1:, None] @ basis).reshape(b, nj - 1, 3, 9)
             pd = self.posedirs.view(-1, 3, nj - 1, 9)
             d_rest = torch.einsum("vxke,bkie->bvxki", pd, d_feat).reshape(b, -1, 3, (nj - 1) * 3)

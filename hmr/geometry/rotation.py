@@ -20,7 +20,8 @@ import torch.nn.functional as F
 Rot6DLayout = Literal["hmr2", "spin"]
 
 
-def _skew(v: torch.Tensor) -> torch.Tensor:
+def skew(v: torch.Tensor) -> torch.Tensor:
+    """(..., 3) vectors -> (..., 3, 3) cross-product matrices: ``skew(v) @ w == v x w``."""
     zero = torch.zeros_like(v[..., 0])
     x, y, z = v.unbind(-1)
     return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(*v.shape[:-1], 3, 3)
@@ -34,7 +35,7 @@ def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
     # sin(t)/t and (1-cos(t))/t^2 with their series where t is tiny, so gradients stay finite.
     a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
     b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / theta2.clamp_min(1e-12))
-    k = _skew(aa)
+    k = skew(aa)
     eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(k)
     return eye + a * k + b * (k @ k)
 
@@ -49,7 +50,7 @@ def so3_right_jacobian(aa: torch.Tensor) -> torch.Tensor:
     small = theta2 < 1e-6
     a = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / theta2.clamp_min(1e-12))
     b = torch.where(small, 1 / 6 - theta2 / 120, (theta - torch.sin(theta)) / (theta2 * theta).clamp_min(1e-18))
-    k = _skew(aa)
+    k = skew(aa)
     eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(k)
     return eye - a * k + b * (k @ k)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    model = sub.add_parser("model", help="mesh-recovery networks: list, inspect and convert checkpoints")
+def add_arguments(model: argparse.ArgumentParser) -> None:
     model_sub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
     model_sub.add_parser("list", help="registered architectures and whether their weights are found").set_defaults(
         run=run_list

@@ -555,3 +555,15 @@ def _composite(rgba: np.ndarray, under: np.ndarray, opacity: float) -> np.ndarra
     a = rgba[..., 3:4].astype(np.float32) * (opacity / 255)
     out = rgba[..., :3].astype(np.float32) * opacity + under.astype(np.float32) * (1 - a)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+_THREAD_RENDERERS = threading.local()
+
+
+def thread_renderer(width: int, height: int) -> Renderer:
+    """This thread's :class:`Renderer` for images of this size, made on first use and kept: servers and
+    pipelines call it from any thread without minding that a Renderer is bound to the thread that made it."""
+    cache = _THREAD_RENDERERS.__dict__.setdefault("renderers", {})
+    if (width, height) not in cache:
+        cache[(width, height)] = Renderer(width, height)
+    return cache[(width, height)]

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
+from hmr.detection import Detections
+from hmr.evaluation.metrics import acceleration
 from hmr.geometry import matrix_to_axis_angle
-from hmr.inference.detect import Detections
-from hmr.inference.people import observe_people
-from hmr.inference.pipeline import FrameResult, Pipeline
-from hmr.inference.results import frame_record, posed_joints
-from hmr.inference.track import OneEuroFilter, Tracker, jitter, project_to_rotation
-
-# One-Euro settings for the body parameters (rotation-matrix entries, betas, translation in metres). On
-# tests/data/vtest_clip.mp4 (10 fps): beta 0.3 lags 6 px behind walking people; beta 1.0 lags 4 px
-# (raw fits: 2 px) and still halves the joint acceleration (271 -> 132 mm/frame^2); beta 2.0: 3 px, 152.
-SMOOTHING = {"min_cutoff": 1.0, "beta": 1.0, "d_cutoff": 1.0}
+from hmr.pipeline.image import FrameResult, Pipeline
+from hmr.pipeline.records import frame_record, posed_joints
+from hmr.tracking import OneEuroFilter, Tracker, project_to_rotation
 
 
 def box_from_landmarks(kp, margin: float = 0.1) -> np.ndarray:
@@ -30,7 +27,11 @@ class VideoSession:
     """State of one video: tracker, per-track last mesh / landmarks / filter, and the per-frame records.
 
     Detection runs every ``detect_every`` frames (and whenever nobody is tracked); in between, each track's
-    box comes from its previous landmarks, as BlazePose tracks.
+    box comes from its previous landmarks, as BlazePose tracks. Tracking and the One-Euro smoothing of the
+    body parameters (rotation-matrix entries, betas, translation in metres) follow the pipeline's config
+    (``tracking``, ``smoothing``; on tests/data/vtest_clip.mp4 at 10 fps, beta 0.3 lags 6 px behind walking
+    people, beta 1.0 4 px (raw fits: 2 px) and still halves the joint acceleration (271 -> 132 mm/frame^2),
+    beta 2.0 3 px, 152). The detector never tiles in video.
     """
 
     def __init__(self, pipeline: Pipeline, fps: float, detect_every: int = 1):
@@ -38,7 +39,9 @@ class VideoSession:
         self.dt = 1.0 / fps if fps > 0 else 1.0 / 30
         self.fps = fps
         self.detect_every = detect_every
-        self.tracker = Tracker()
+        t = pipeline.config.tracking
+        self.tracker = Tracker(t.min_iou, t.max_joint_dist, max_age=t.max_age, max_shift=t.max_shift)
+        self.smoothing = dataclasses.asdict(pipeline.config.smoothing)
         self._mesh: dict[int, object] = {}
         self._kp: dict[int, object] = {}
         self._filters: dict[int, OneEuroFilter] = {}
@@ -52,11 +55,10 @@ class VideoSession:
         p = self.pipeline
         live = [t for t in self.tracker.tracks if t.age == 0 and t.track_id in self._kp]
         if self.frames % self.detect_every == 0 or not live:
-            obs = observe_people(image, p.detector, p.pose)
+            obs = p.observe(image, tiles=False)
         else:
             boxes = np.stack([box_from_landmarks(self._kp[t.track_id]) for t in live])
-            det = Detections(boxes, np.ones(len(live), np.float32), "track")
-            obs = observe_people(image, None, p.pose, det)
+            obs = p.observe(image, Detections(boxes, np.ones(len(live), np.float32), "track"))
         ids = self.tracker.update(
             np.array([o.box for o in obs], np.float32).reshape(-1, 4),
             [o.keypoints.keypoints_3d if o.keypoints is not None else None for o in obs],
@@ -105,7 +107,7 @@ class VideoSession:
         return out
 
     def _smooth(self, tid: int, raw: dict) -> dict:
-        f = self._filters.setdefault(tid, OneEuroFilter(**SMOOTHING))
+        f = self._filters.setdefault(tid, OneEuroFilter(**self.smoothing))
         nr, nb = raw["rotmats"].size, raw["betas"].size
         vec = f(np.concatenate([raw["rotmats"].ravel(), raw["betas"], raw["cam_t"]]), self.dt)
         rot = project_to_rotation(vec[:nr].reshape(raw["rotmats"].shape))
@@ -135,7 +137,7 @@ class VideoSession:
         frame = self.last
         rec = frame_record(source, "video", frame, self.pipeline.body_model, [], {})
         rec.update({"fps": self.fps, "num_frames": self.frames, "detect_every": self.detect_every,
-                    "smoothing": {"filter": "one-euro", **SMOOTHING}, "jitter_mm_per_frame2": self.jitter_mm()})  # fmt: skip
+                    "smoothing": {"filter": "one-euro", **self.smoothing}, "jitter_mm_per_frame2": self.jitter_mm()})  # fmt: skip
         tracks: dict[int, list[dict]] = {}
         for r in self.rows:
             tracks.setdefault(r["track_id"], []).append(r)
@@ -150,9 +152,7 @@ class VideoSession:
 
 
 def _accelerations(run: list[np.ndarray]) -> list[float]:
-    if len(run) < 3:
-        return []
-    return [jitter(np.stack(run))] * (len(run) - 2)
+    return acceleration(torch.from_numpy(np.stack(run))).tolist() if len(run) >= 3 else []
 
 
 def _frame_entry(r: dict) -> dict:

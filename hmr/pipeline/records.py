@@ -7,8 +7,8 @@ import torch
 
 from hmr.body.keypoints import BLAZEPOSE33_NAMES
 from hmr.geometry import matrix_to_axis_angle
-from hmr.inference.pipeline import FrameResult, PersonResult
 from hmr.io.exports import SCHEMA_VERSION
+from hmr.pipeline.image import FrameResult, PersonResult
 from hmr.version import __version__
 
 UNITS = {

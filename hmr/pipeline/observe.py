@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from hmr.inference.detect import Detections, PersonDetector
-from hmr.inference.keypoints import PoseEstimator, PoseKeypoints
+from hmr.detection import Detections
+from hmr.landmarks import PoseEstimator, PoseKeypoints
 
 # A detection the landmark model sees no body in is kept (box only) only when the detector is this sure:
 # measured, the landmark model rejects the detector's false positives (fruit close-ups score 0.6) while
@@ -26,18 +27,18 @@ class PersonObservation:
     keypoints: PoseKeypoints | None
 
 
-def observe_people(image: np.ndarray, detector: PersonDetector | None, pose: PoseEstimator,
-                   boxes: Detections | None = None) -> list[PersonObservation]:  # fmt: skip
-    """Detect people (or use the given boxes) and estimate their landmarks, largest people first.
+def observe_people(image: np.ndarray, detect: Callable[[np.ndarray], Detections] | None, pose: PoseEstimator,
+                   boxes: Detections | None = None, box_only_min_score: float = BOX_ONLY_MIN_SCORE) -> list[PersonObservation]:  # fmt: skip
+    """Detect people (``detect(image)``, or use the given boxes) and estimate their landmarks, largest first.
 
-    Detections with no landmarks are dropped unless scored >= BOX_ONLY_MIN_SCORE; user boxes are all kept.
+    Detections with no landmarks are dropped unless scored >= ``box_only_min_score``; user boxes are all kept.
     """
-    det = boxes if boxes is not None else detector(image)
+    det = boxes if boxes is not None else detect(image)
     kps = pose(image, det.boxes)
     people = [
         PersonObservation(b.astype(np.float32), float(s), det.source, kp)
         for b, s, kp in zip(det.boxes, det.scores, kps, strict=True)
-        if kp is not None or det.source == "user" or s >= BOX_ONLY_MIN_SCORE
+        if kp is not None or det.source == "user" or s >= box_only_min_score
     ]
     people = _drop_same_body(people)
     people.sort(key=lambda p: -float((p.box[2] - p.box[0]) * (p.box[3] - p.box[1])))

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hmr.geometry import box_iou
+
 DETECTOR_PATH = Path(__file__).resolve().parent.parent / "assets" / "detector" / "ssdlite_mobilenet_v2_coco.onnx"
 PERSON_CLASS = 1  # COCO label map of the TF Object Detection zoo
 # Chosen on real photos and vtest.avi frames (docs/detection.md): low, because BlazePose's landmark model
-# then rejects the boxes with no body in them (hmr.inference.people).
+# then rejects the boxes with no body in them (hmr.pipeline.observe).
 DEFAULT_THRESHOLD = 0.2
 
 
@@ -39,16 +41,6 @@ class Detections:
             raise ValueError("boxes must be finite x1,y1,x2,y2 with x2 > x1 and y2 > y1 (pixels)")
         s = np.ones(len(b), np.float32) if scores is None else np.asarray(scores, np.float32)
         return cls(b, s, "user")
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) boxes -> (N, M) intersection over union."""
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(hi - lo, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
 
 
 def _suppress(boxes: np.ndarray, scores: np.ndarray, iou: float, contained: float) -> np.ndarray:
@@ -109,13 +101,13 @@ class PersonDetector:
         boxes = out["detection_boxes:0"][0, :n][keep][:, [1, 0, 3, 2]] * np.array([w, h, w, h], np.float32)
         return boxes.astype(np.float32), out["detection_scores:0"][0, :n][keep].astype(np.float32)
 
-    def __call__(self, image: np.ndarray) -> Detections:
-        """RGB uint8 (H, W, 3) image -> people, best first."""
+    def __call__(self, image: np.ndarray, tiles: bool | None = None) -> Detections:
+        """RGB uint8 (H, W, 3) image -> people, best first; ``tiles`` overrides the instance's setting."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
         image = np.ascontiguousarray(image)
         boxes, scores = self._run(image)
-        if self.tiles:
+        if self.tiles if tiles is None else tiles:
             h, w = image.shape[:2]
             th, tw = int(round(h * 0.6)), int(round(w * 0.6))
             parts_b, parts_s = [boxes], [scores]

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from hmr.body.keypoints import BLAZEPOSE33_NAMES
+from hmr.detection import Detections, PersonDetector
 from hmr.geometry import Camera
-from hmr.inference.detect import Detections, PersonDetector
-from hmr.inference.keypoints import PoseEstimator, PoseKeypoints
-from hmr.inference.people import observe_people
+from hmr.landmarks import PoseEstimator, PoseKeypoints
 from hmr.outputs import MeshOutput
+from hmr.pipeline.config import PipelineConfig
+from hmr.pipeline.observe import observe_people
 
 KEYPOINT_FORMAT = "blazepose33"
 
@@ -85,65 +87,76 @@ def resolve_body_model(smpl: str | os.PathLike | None = None, joint_regressor_ex
 
 
 class Pipeline:
-    """Reusable image-to-meshes pipeline (models load once).
+    """Reusable image-to-meshes pipeline (models load once), configured by one :class:`PipelineConfig`.
 
-    body_model: a :class:`hmr.body.BodyModel` (default: ``smpl`` file, with ``smpl_j19`` = SMPL_to_J19.pkl
-    for networks, else the bundled default model).
-    checkpoint: network weights or registry name for ``hmr.models.load_model`` (None: keypoint fitting).
-    refine: with a checkpoint, refine the network's output by fitting to the landmarks.
-    tiles: tiled detection (finds small people, ~5x slower; on for images, off for video).
-    focal / intrinsics: camera (see :func:`make_camera`). fit_config: :class:`hmr.fitting.FitConfig`.
+    body_model: a :class:`hmr.body.BodyModel` to use instead of ``config.body`` (e.g. one already loaded).
+    Safe to call from several threads: calls are serialised (the landmark graph and the fitters keep state);
+    for parallel work build one Pipeline per thread.
     """
 
-    def __init__(self, body_model=None, smpl=None, checkpoint=None, refine: bool = False, device: str = "cpu",
-                 smpl_j19=None,
-                 focal: float | None = None, intrinsics=None, tiles: bool = True, threshold: float | None = None,
-                 fit_config=None):  # fmt: skip
+    def __init__(self, config: PipelineConfig | None = None, body_model=None):
+        cfg = config if config is not None else PipelineConfig()
+        cfg.validate()
+        device = cfg.device
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use cpu")
+            raise RuntimeError(f"device {device}: CUDA is not available here (torch {torch.__version__}); use cpu")
         if device == "mps" and not torch.backends.mps.is_available():
-            raise RuntimeError("--device mps: Apple's MPS backend is not available here; use cpu")
-        if refine and checkpoint is None:
-            raise ValueError("refine needs a network checkpoint (--checkpoint); without one the pipeline already fits")
+            raise RuntimeError("device mps: Apple's MPS backend is not available here; use cpu")
+        self.config = cfg
         self.device = device
-        self.body_model = (body_model if body_model is not None else resolve_body_model(smpl, smpl_j19)).to(device)
+        if body_model is None:
+            body_model = resolve_body_model(cfg.body.smpl, cfg.body.smpl_j19)
+        self.body_model = body_model.to(device)
         self.network = None
-        if checkpoint is not None:
+        if cfg.network.checkpoint is not None:
             from hmr.models import load_model
 
-            self.network = load_model(checkpoint, body_model=self.body_model, device=device)
-        self.refine = refine
-        self.focal, self.intrinsics = focal, intrinsics
-        self.fit_config = fit_config
-        self.detector = PersonDetector(threshold=threshold, tiles=tiles, device=device)
+            self.network = load_model(cfg.network.checkpoint, body_model=self.body_model, device=device)
+        self.detector = PersonDetector(threshold=cfg.detector.threshold, device=device)
         self.pose = PoseEstimator()
         self._fitters: dict[tuple, object] = {}
+        self._lock = threading.Lock()
 
     @property
     def method(self) -> str:
         if self.network is None:
             return "fit"
-        return "network+refine" if self.refine else "network"
+        return "network+refine" if self.config.network.refine else "network"
 
     def camera(self, width: int, height: int) -> Camera:
-        return make_camera(width, height, self.focal, self.intrinsics)
+        return make_camera(width, height, self.config.camera.focal, self.config.camera.intrinsics)
 
-    def __call__(self, image: np.ndarray, boxes: Detections | None = None,
-                 previous: list[MeshOutput | None] | None = None, observations=None) -> FrameResult:  # fmt: skip
+    def __call__(self, image: np.ndarray, boxes: Detections | None = None, previous: list[MeshOutput | None] | None = None,
+                 observations=None, tiles: bool | None = None) -> FrameResult:  # fmt: skip
         """People and meshes in one RGB uint8 image.
 
         boxes: skip detection and use these. previous: per observed person its mesh in the previous video
         frame (fitting then starts there and runs the config's short ``warm_stages``) or None.
-        observations: already computed :func:`observe_people` output.
+        observations: already computed :func:`observe_people` output. tiles: the detector's tiled pass
+        (default ``config.detector.tiles``; video passes False).
         """
+        with self._lock:
+            return self._frame(image, boxes, previous, observations, tiles)
+
+    def observe(self, image: np.ndarray, boxes: Detections | None = None, tiles: bool | None = None):
+        """The 2D stage alone: people (boxes) and their landmarks (:func:`observe_people`)."""
+        with self._lock:
+            return self._observe(image, boxes, tiles)
+
+    def _observe(self, image, boxes, tiles):
+        tiles = self.config.detector.tiles if tiles is None else tiles
+        detect = None if boxes is not None else (lambda im: self.detector(im, tiles=tiles))
+        return observe_people(image, detect, self.pose, boxes, self.config.detector.box_only_min_score)
+
+    def _frame(self, image, boxes, previous, observations, tiles) -> FrameResult:
         h, w = image.shape[:2]
         camera = self.camera(w, h)
-        obs = observations if observations is not None else observe_people(image, self.detector, self.pose, boxes)
+        obs = observations if observations is not None else self._observe(image, boxes, tiles)
         meshes: list[MeshOutput | None] = [None] * len(obs)
         if self.network is not None and obs:
             net = self._run_network(image, np.stack([p.box for p in obs]), camera)
             meshes = [net[i] for i in range(len(obs))]
-            if self.refine:
+            if self.config.network.refine:
                 meshes = self._fit(obs, camera, meshes, warm=False)
         elif obs:
             meshes = self._fit(obs, camera, previous or [None] * len(obs), warm=True)
@@ -154,7 +167,7 @@ class Pipeline:
         return FrameResult((w, h), camera, self.method, self.body_model.name, people)
 
     def _run_network(self, image: np.ndarray, boxes: np.ndarray, camera: Camera) -> MeshOutput:
-        from hmr.inference.crop import person_crops
+        from hmr.pipeline.crop import person_crops
 
         cfg = self.network.config
         pix, centres, sides = person_crops(image, boxes, cfg.image_size, cfg.bbox_shape)
@@ -172,11 +185,11 @@ class Pipeline:
         """A fitter for this camera, kept across calls: building one (keypoint maps, reduced body model)
         costs more than a warm-started fit. ``warm``: starts are previous video frames, refined with the
         config's ``warm_stages``; otherwise starts are network outputs, refined with ``refine_stages``."""
-        from hmr.fitting import FitConfig, SequenceFitter
+        from hmr.fitting import SequenceFitter
 
         key = (warm, *torch.cat([camera.focal_length, camera.principal_point, camera.image_size], 1)[0].tolist())
         if key not in self._fitters:
-            cfg = self.fit_config or FitConfig()
+            cfg = self.config.fitting
             if warm:
                 cfg = dataclasses.replace(cfg, refine_stages=cfg.warm_stages)
             self._fitters[key] = SequenceFitter(
@@ -189,7 +202,7 @@ class Pipeline:
         People without landmarks keep their start (or None).
 
         Each batch is fitted on its own (``reset()``: no temporal term across calls, whose people may differ);
-        video smoothing is done per track afterwards (``hmr.inference.video``)."""
+        video smoothing is done per track afterwards (``hmr.pipeline.video``)."""
         fitter = self._fitter(camera, warm)
         out = list(start)
         with_kp = [i for i, p in enumerate(obs) if p.keypoints is not None]

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 # Larger images (and video frames) are refused from their header, before decoding: a 450 KB PNG can declare
 # 12000x12000 pixels and take 8 GB and 40 s to decode. ``hmr demo --max-pixels``; 0 or None: no limit.
 MAX_PIXELS = 50_000_000
@@ -94,32 +93,3 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     hi = float(image.max())
     peak = 65535.0 if sixteen_bit or hi > 255 else 1.0 if unit and hi <= 1 else 255.0
     return (np.clip(image, 0, peak) * (255 / peak) + 0.5).astype(np.uint8)
-
-
-def collect_inputs(paths: list[str | os.PathLike]) -> list[Path]:
-    """Expand folders recursively (sorted) into image and video files; given files are kept as they are
-    so that a wrong one gets its own clear error. Raises FileNotFoundError for missing paths."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
-        elif p.exists():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"input not found: {p}")
-    return out
-
-
-def is_video(path: Path) -> bool:
-    """By content when the first bytes are a common image or video signature (a misnamed file is still read
-    right), else by extension."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError:
-        head = b""
-    if head.startswith(_IMAGE_MAGIC) or head[8:12] == b"WEBP":
-        return False
-    if head[4:8] == b"ftyp" and head[8:12] not in (b"avif", b"heic", b"mif1") or head[8:12] == b"AVI ":
-        return True
-    return head.startswith(b"\x1a\x45\xdf\xa3") or path.suffix.lower() in VIDEO_EXTS

@@ -1,0 +1,90 @@
+"""The pipeline's one typed config: what ``hmr demo``, ``hmr.predict`` and (later) the web page take.
+
+Load it with ``hmr.config.load(PipelineConfig, path, ["section.key=value", ...])``; ``hmr config show``
+prints the resolved YAML. Each field's comment is its documentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hmr.fitting import FitConfig
+from hmr.io.exports import MESH_FORMATS
+from hmr.io.images import MAX_PIXELS
+
+
+@dataclass
+class BodySection:
+    smpl: str | None = None  # SMPL .pkl/.npz or its folder; None: $HMR_SMPL_PATH, else the bundled hmr-anny-v1
+    smpl_j19: str | None = None  # SMPL_to_J19.pkl: HMR 2.0's 19 extra keypoints, for networks with SMPL
+
+
+@dataclass
+class DetectorSection:
+    threshold: float = 0.2  # person score threshold (docs/detection.md)
+    tiles: bool = True  # images: a tiled pass that finds small people (~5x the time); video never tiles
+    box_only_min_score: float = 0.8  # a box with no landmarks is kept (box only) from this score
+
+
+@dataclass
+class NetworkSection:
+    checkpoint: str | None = None  # network weights or registry name (hmr model list); None: keypoint fitting
+    refine: bool = False  # with a checkpoint: refine the network's meshes by fitting them to the landmarks
+
+
+@dataclass
+class CameraSection:
+    focal: float | None = None  # pixels; None: the image diagonal (docs/outputs.md)
+    intrinsics: tuple[float, float, float, float] | None = None  # fx, fy, cx, cy pixels; overrides focal
+
+
+@dataclass
+class TrackingSection:
+    detect_every: int | None = None  # video: run the detector every K frames, track between; None: 1, camera 5
+    min_iou: float = 0.2  # a track and a box match from this overlap ...
+    max_joint_dist: float = 0.5  # ... or when their 3D joints are this close (m) and the boxes near
+    max_shift: float = 0.5  # near: box centres at most this many box heights apart
+    max_age: int = 10  # frames a track survives without a detection
+
+
+@dataclass
+class SmoothingSection:
+    """One-Euro filter on the body parameters (hmr.tracking.OneEuroFilter)."""
+
+    min_cutoff: float = 1.0  # Hz
+    beta: float = 1.0  # speed coefficient: higher follows fast motion more closely, smooths less
+    d_cutoff: float = 1.0  # Hz, for the speed estimate
+
+
+@dataclass
+class OutputsSection:
+    mesh_formats: tuple[str, ...] = ("obj",)  # per-person mesh files: obj, ply, glb
+    pictures: bool = True  # overlay and side-view PNGs, video mp4
+    overwrite: bool = False  # redo inputs whose outputs exist (default: skip those made from the same content)
+    max_pixels: int = MAX_PIXELS  # refuse larger images and video frames, from their header; 0: no limit
+
+
+@dataclass
+class PipelineConfig:
+    device: str = "cpu"  # cpu, cuda or mps
+    body: BodySection = field(default_factory=BodySection)
+    detector: DetectorSection = field(default_factory=DetectorSection)
+    network: NetworkSection = field(default_factory=NetworkSection)
+    camera: CameraSection = field(default_factory=CameraSection)
+    fitting: FitConfig = field(default_factory=FitConfig)
+    tracking: TrackingSection = field(default_factory=TrackingSection)
+    smoothing: SmoothingSection = field(default_factory=SmoothingSection)
+    outputs: OutputsSection = field(default_factory=OutputsSection)
+
+    def validate(self) -> None:
+        if self.network.refine and self.network.checkpoint is None:
+            raise ValueError("network.refine needs network.checkpoint; without a network the pipeline already fits")
+        bad = [f for f in self.outputs.mesh_formats if f not in MESH_FORMATS]
+        if bad:
+            raise ValueError(f"outputs.mesh_formats: unknown {bad}; choose from {', '.join(MESH_FORMATS)}")
+        if self.tracking.detect_every is not None and self.tracking.detect_every < 1:
+            raise ValueError(f"tracking.detect_every must be >= 1, got {self.tracking.detect_every}")
+        if self.camera.focal is not None and self.camera.focal <= 0:
+            raise ValueError(f"camera.focal must be positive (pixels), got {self.camera.focal}")
+        if self.outputs.max_pixels < 0:
+            raise ValueError(f"outputs.max_pixels must be >= 0, got {self.outputs.max_pixels}")
