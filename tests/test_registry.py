@@ -13,7 +13,15 @@ from tests.test_models import make_body_model
 
 # Per family: the overrides that make a registered model small enough for CPU tests. A new family must add
 # its own; the test fails for one without.
-SMALL = {"hmr2": {"backbone": {"depth": 1}, "head": {"depth": 1}}}
+SMALL = {
+    "hmr2": {"backbone": {"depth": 1}, "head": {"depth": 1}},
+    # HRNet at its registered width, one module of one block per stage; a 16-wide, 2-block transformer.
+    "smplpose": {
+        "backbone": {"stem_blocks": 1, "num_modules": (1, 1, 1), "num_blocks": 1},
+        "regressor": {"hidden": 64},
+        "transformer": {"dim": 16, "heads": 2, "mlp_dim": 32, "num_blocks": 2, "units_per_block": 1},
+    },
+}
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@
 our own ``.safetensors``); ``save_model`` writes our format; ``list_models()`` names what is registered.
 """
 
-from hmr.models import hmr2  # registers the HMR 2.0 family
+from hmr.models import hmr2, smplpose  # registers the HMR 2.0 and SMPL-Pose families
+from hmr.models.backbones.hrnet import HRNetConfig, load_hrnet_weights
 from hmr.models.backbones.vit import ViTConfig
 from hmr.models.heads.smpl_transformer import SMPLHeadConfig
 from hmr.models.hmr2 import HMR2, HMR2Config
@@ -25,10 +26,12 @@ from hmr.models.registry import (
     register_family,
     save_model,
 )
+from hmr.models.smplpose import SMPLPose, SMPLPoseConfig
 from hmr.models.weights import CheckpointMismatchError
 
 __all__ = [
     "FAMILIES", "MODELS", "MODEL_DIR_ENV_VAR", "HMR2", "HMR2Config", "SMPLHeadConfig", "ViTConfig", "MeanParams",
     "CheckpointMismatchError", "GuessedConfigWarning", "ModelEntry", "ModelFamily", "create_model", "list_models",
     "load_model", "model_config", "register_family", "save_model", "load_backbone_weights", "hmr2",
+    "SMPLPose", "SMPLPoseConfig", "HRNetConfig", "load_hrnet_weights", "smplpose",
 ]  # fmt: skip

@@ -57,7 +57,7 @@ def run_info(args: argparse.Namespace) -> int:
     print("parameters: " + "  ".join(f"{part} {n:,}" for part, n in params.items()))
     if path.suffix != ".safetensors":  # what the reference file holds besides the network (memory-mapped, cheap)
         raw = torch_load(path)
-        raw = raw.get("state_dict", raw)
+        raw = raw.get("state_dict", raw.get("model", raw))
         ignored = sorted({k.split(".")[0] for k in raw if k.split(".")[0] not in params})
         if ignored:
             print(f"ignored: {', '.join(ignored)}")

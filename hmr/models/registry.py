@@ -154,7 +154,8 @@ def read_checkpoint(path: Path, **overrides) -> tuple[dict[str, torch.Tensor], A
         cfg, guessed = _own_config(path, meta), {}
     else:
         ckpt = torch_load(path)
-        raw = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+        # Lightning keeps the weights under "state_dict", SMPLer's training dicts under "model".
+        raw = ckpt.get("state_dict", ckpt.get("model", ckpt)) if isinstance(ckpt, dict) else None
         if not isinstance(raw, dict) or not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
             raise ValueError(f"{path}: no state_dict of tensors in this file; is it a model checkpoint?")
         family = next((f for f in FAMILIES.values() if f.owns(raw)), None)

@@ -138,6 +138,13 @@ def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
                              "(a corrupt checkpoint or a diverged training run)")  # fmt: skip
 
 
+def count_indices(state: dict, pattern: str) -> int:
+    """How many distinct values the regex group 1 of ``pattern`` takes over the keys of ``state`` (e.g. the
+    number of blocks, for architectures read from tensor names)."""
+    rx = re.compile(pattern)
+    return len({m.group(1) for k in state if (m := rx.fullmatch(k))})
+
+
 def _short(keys: list[str], limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + (f", ... and {len(keys) - limit} more" if len(keys) > limit else "")
 

@@ -11,10 +11,8 @@ from dataclasses import dataclass, field
 
 from hmr.models.backbones.vit import ViTConfig
 from hmr.models.heads.smpl_transformer import SMPLHeadConfig
+from hmr.models.predictor import IMAGENET_MEAN, IMAGENET_STD
 from hmr.models.registry import ModelEntry
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from hmr.models.heads.smpl_transformer import SMPLTransformerDecoderHead
 from hmr.models.hmr2.config import HMR2_MODELS, HMR2Config
 from hmr.models.mean_params import MeanParams
 from hmr.models.registry import unset
-from hmr.models.weights import CheckpointMismatchError, load_network_state, plain_config, torch_load
+from hmr.models.weights import CheckpointMismatchError, count_indices, load_network_state, plain_config, torch_load
 
 IGNORED_PREFIXES = ("smpl.", "discriminator.")  # licensed SMPL buffers, training-only discriminator
 IGNORED_KEYS = ("initialized",)
@@ -97,11 +96,6 @@ def describe(cfg: HMR2Config) -> str:
 
 
 # ------------------------------------------------------------------------------ architecture
-def _count(state: dict, pattern: str) -> int:
-    rx = re.compile(pattern)
-    return len({m.group(1) for k in state if (m := rx.fullmatch(k))})
-
-
 def infer_config(state: dict[str, torch.Tensor], source: str) -> tuple[HMR2Config, dict[str, int]]:
     """The architecture that the tensor shapes imply, and the settings that had to be guessed. Head counts
     cannot be seen in the shapes: they come from the registry entry with the same backbone width (ViTPose's
@@ -124,7 +118,7 @@ def infer_config(state: dict[str, torch.Tensor], source: str) -> tuple[HMR2Confi
         guessed["backbone.num_heads"] = heads
     backbone = ViTConfig(
         embed_dim=embed,
-        depth=_count(state, r"backbone\.blocks\.(\d+)\.norm1\.weight"),
+        depth=count_indices(state, r"backbone\.blocks\.(\d+)\.norm1\.weight"),
         num_heads=heads,
         patch_size=proj.shape[-1],
         mlp_ratio=fc1.shape[0] / embed,
@@ -138,7 +132,7 @@ def infer_config(state: dict[str, torch.Tensor], source: str) -> tuple[HMR2Confi
     if base is None or heads != base.head.heads:
         guessed["head.heads"] = heads
     head = {
-        "dim": to_q.shape[1], "depth": _count(state, r"smpl_head\.transformer\.transformer\.layers\.(\d+)\.0\.norm\.weight"),
+        "dim": to_q.shape[1], "depth": count_indices(state, r"smpl_head\.transformer\.transformer\.layers\.(\d+)\.0\.norm\.weight"),
         "heads": heads, "dim_head": inner // heads, "mlp_dim": net0.shape[0], "context_dim": to_kv.shape[1],
         "num_betas": decshape.shape[0], "num_body_joints": decpose.shape[0] // 6 - 1,
     }  # fmt: skip
