@@ -218,3 +218,14 @@ def test_ancestor_matrix_on_the_smpl_tree():
     chain = [SMPL_JOINT_NAMES[j] for j in np.flatnonzero(anc[SMPL_JOINT_NAMES.index("left_wrist")])]
     assert chain == ["pelvis", "spine1", "spine2", "spine3", "left_collar", "left_shoulder", "left_elbow", "left_wrist"]
     assert anc.diagonal().all() and anc[:, 0].all() and not anc[0, 1:].any()  # the root is everyone's, no one's child
+
+
+def test_posed_joints_equal_the_full_forward():
+    """The joints-only path (video records) matches forward's joints, shape included."""
+    model = _model(dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    rot = axis_angle_to_matrix(torch.randn(4, 24, 3, generator=g, dtype=torch.float64) * 0.5)
+    betas = torch.randn(4, 10, generator=g, dtype=torch.float64) * 2
+    out = model(global_orient=rot[:, :1], body_pose=rot[:, 1:], betas=betas)
+    torch.testing.assert_close(model.posed_joints(rot, betas), out.joints, rtol=0, atol=1e-12)
+    assert (model.posed_joints(rot, betas[:, :4]) - out.joints).abs().max() > 1e-3  # the shape matters

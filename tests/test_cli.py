@@ -1,5 +1,7 @@
 import pickle
 
+import pytest
+
 from hmr import __version__
 from hmr.cli import main
 from tests.synthetic_smpl import synthetic_smpl_arrays
@@ -29,3 +31,33 @@ def test_missing_model_is_one_line_error(tmp_path, capsys):
     assert main(["body", "info", str(tmp_path / "nope.pkl")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("hmr: error: SMPL model file not found") and "\n" not in err
+
+
+def test_help_of_every_command(capsys):
+    """``hmr --help`` lists each command with its one-line help; each command's own help shows its options."""
+    from hmr.cli import _COMMANDS
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    top = capsys.readouterr().out
+    for name, (_, help_text) in _COMMANDS.items():
+        assert f"{name}" in top and help_text in top
+    expected = {"demo": ["--config", "--checkpoint", "--max-pixels", "section.key=value"], "model": ["convert"],
+                "body": ["info"], "config": ["show"]}  # fmt: skip
+    for name, words in expected.items():
+        with pytest.raises(SystemExit) as done:
+            main([name, "--help"])
+        assert done.value.code == 0
+        text = capsys.readouterr().out
+        assert all(w in text for w in words), (name, text)
+
+
+def test_version_imports_no_command():
+    """``hmr --version`` must stay fast: it imports none of the command modules (torch among them)."""
+    import subprocess
+    import sys
+
+    code = "import sys; from hmr.cli import main\ntry: main(['--version'])\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("False")

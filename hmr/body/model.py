@@ -19,7 +19,7 @@ from hmr.body.keypoints import (
     KeypointSet,
     smpl_openpose25,
 )
-from hmr.body.lbs import kinematic_levels, skin
+from hmr.body.lbs import forward_kinematics, kinematic_levels, skin
 from hmr.geometry.rotation import as_rotation_matrices, axis_angle_to_matrix
 from hmr.io.arrays import load_npy, load_npz
 from hmr.io.atomic import atomic_path
@@ -214,6 +214,14 @@ class BodyModel(nn.Module):
         )  # fmt: skip
         keypoints = {k: reg(joints, vertices) for k, reg in self.keypoint_regressors.items()}
         return BodyModelOutput(vertices, joints, rotmats, keypoints, self.name)
+
+    def posed_joints(self, rotmats: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+        """Posed joints (B, J, 3), metres, for rotations (B, J, 3, 3) and betas (B, k), without skinning the
+        mesh: the shaped rest joints, then forward kinematics (the joints of :meth:`forward`, cheaper)."""
+        dev, dt = self.v_template.device, self.v_template.dtype
+        betas = betas.to(dev, dt)
+        rest = self.j_template + torch.einsum("jcs,bs->bjc", self.j_shapedirs[..., : betas.shape[1]], betas)
+        return forward_kinematics(rotmats.to(dev, dt), rest, self.parents, self.levels)[1]
 
     # ----------------------------------------------------------------------------------- loading
     @classmethod

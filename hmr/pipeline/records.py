@@ -24,23 +24,12 @@ def _r(x, nd: int = 5):
     return np.round(np.asarray(x, np.float64), nd).tolist()
 
 
-def posed_joints(body_model, rotmats: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
-    """The body model's posed joints (B, J, 3) for rotations (B, J, 3, 3) and betas (B, S), without skinning
-    the mesh (rest joints from the joint template and its shape directions, then forward kinematics)."""
-    from hmr.body.lbs import forward_kinematics
-
-    dev, dt = body_model.v_template.device, body_model.v_template.dtype
-    betas = betas.to(dev, dt)
-    rest = body_model.j_template + torch.einsum("jcs,bs->bjc", body_model.j_shapedirs[..., : betas.shape[1]], betas)
-    return forward_kinematics(rotmats.to(dev, dt), rest, body_model.parents, body_model.levels)[1]
-
-
 def body_arrays(p: PersonResult, body_model) -> dict[str, np.ndarray]:
     """Body parameters of one person with a mesh, as numpy (camera frame, translation included where named)."""
     m = p.mesh
     rot = torch.cat([m.global_orient, m.body_pose], dim=1)
     with torch.no_grad():
-        joints = posed_joints(body_model, rot, m.betas)[0].cpu()
+        joints = body_model.posed_joints(rot, m.betas)[0].cpu()
     rot = rot[0]
     t = m.cam_t_full[0]
     return {

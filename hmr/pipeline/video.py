@@ -11,7 +11,7 @@ from hmr.detection import Detections
 from hmr.evaluation.metrics import acceleration
 from hmr.geometry import matrix_to_axis_angle
 from hmr.pipeline.image import FrameResult, Pipeline
-from hmr.pipeline.records import frame_record, posed_joints
+from hmr.pipeline.records import frame_record
 from hmr.tracking import OneEuroFilter, Tracker, project_to_rotation
 
 
@@ -99,7 +99,7 @@ class VideoSession:
             "cam_t": t.numpy(),
         }
         with torch.no_grad():
-            out["joints"] = (posed_joints(bm, rot[None], betas[None])[0].cpu() + t).numpy()
+            out["joints"] = (bm.posed_joints(rot[None], betas[None])[0].cpu() + t).numpy()
             if vertices:
                 dev = bm.v_template.device
                 v = bm(global_orient=rot[None, :1].to(dev), body_pose=rot[None, 1:].to(dev), betas=betas[None].to(dev))
