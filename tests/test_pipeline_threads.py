@@ -1,0 +1,43 @@
+"""A Pipeline shared by threads (a web server's workers) gives what a sequential run gives."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from hmr.io.images import read_image
+from hmr.pipeline import Pipeline, PipelineConfig
+from hmr.pipeline.config import DetectorSection
+from tests.test_demo import FAST_FIT
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _summary(frame) -> list[tuple]:
+    return [(p.box.tolist(), None if p.mesh is None else p.mesh.vertices.numpy().copy()) for p in frame.people]
+
+
+def test_two_threads_at_once_equal_a_sequential_run():
+    pipeline = Pipeline(PipelineConfig(fitting=FAST_FIT, detector=DetectorSection(tiles=False)))
+    images = [read_image(ROOT / "examples" / n) for n in ("basketball1.png", "astronaut.jpg")]
+    sequential = [_summary(pipeline(im)) for im in images]
+    results: dict[int, list] = {}
+    start = threading.Barrier(2)
+
+    def work(i: int) -> None:
+        start.wait()  # both threads call at the same moment
+        results[i] = [_summary(pipeline(images[i])) for _ in range(2)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, seq in enumerate(sequential):
+        assert seq and any(v is not None for _, v in seq)
+        for run in results[i]:
+            assert [b for b, _ in run] == [b for b, _ in seq]
+            for (_, a), (_, b) in zip(run, seq, strict=True):
+                assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))
