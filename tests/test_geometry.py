@@ -132,3 +132,32 @@ def test_camera_rows_repeat_and_cat():
     assert tiled.batch_size == 4 and tiled.focal_length[:, 0].tolist() == [1, 3, 1, 3]
     both = Camera.cat([cam[2], cam[0]])
     assert both.image_size.tolist() == [[300, 150], [100, 50]] and both.principal_point[1].tolist() == [7, 8]
+
+
+def test_box_iou_by_hand():
+    from hmr.geometry import box_iou
+
+    a = torch.tensor([[0.0, 0, 10, 10], [0, 0, 4, 4]], dtype=torch.float64).numpy()
+    b = torch.tensor([[5.0, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10]], dtype=torch.float64).numpy()
+    iou = box_iou(a, b)
+    assert iou.shape == (2, 3)
+    assert iou[0].tolist() == [50 / 150, 0.0, 1.0]  # half overlap, none, identical
+    assert abs(iou[1, 2] - 16 / 100) < 1e-12 and iou[1, 0] == 0.0  # contained; touching at x = 5 only
+
+
+def test_defaults_and_conversions_of_rotation_inputs():
+    from hmr.geometry.rotation import as_rotation_matrices
+
+    m = axis_angle_to_matrix(_random_rotations(6).reshape(2, 3, 3))
+    assert torch.equal(matrix_to_rot6d(m), matrix_to_rot6d(m, "hmr2"))  # the default layout is HMR 2.0's
+    flat = m.reshape(2, 27)
+    for given in (m, flat, matrix_to_axis_angle(m), matrix_to_axis_angle(m).reshape(2, 9)):
+        torch.testing.assert_close(as_rotation_matrices(given, 3, "x"), m)
+    with pytest.raises(ValueError, match=r"x has shape \(2, 5\)"):
+        as_rotation_matrices(torch.zeros(2, 5), 3, "x")
+
+
+def test_camera_to_converts_every_field():
+    cam = Camera.full_image(640, 480).to(torch.float64)
+    assert {t.dtype for t in (cam.focal_length, cam.principal_point, cam.image_size)} == {torch.float64}
+    assert cam.image_size.tolist() == [[640.0, 480.0]]

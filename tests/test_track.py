@@ -125,3 +125,13 @@ def test_tracker_thresholds_are_inclusive_and_ids_count_up():
     tr.update(np.zeros((0, 4)))
     assert tr.tracks == []
     assert tr.update(np.array([[0, 0, 10, 10]])) == [2]
+
+
+def test_tracker_joint_match_needs_boxes_near_in_box_heights():
+    """Same pose, no overlap: matched when the centres are within max_shift (0.5) box heights, per pair."""
+    pose = np.zeros((5, 3))
+    tr = Tracker(min_iou=0.9)
+    a, b = tr.update(np.array([[0, 0, 40, 100], [1000, 0, 1040, 100]]), [pose, pose + 5])
+    # 45 px right: under half the 100 px height; the far person moves too, by 60 px (over 0.5 heights)
+    ids = tr.update(np.array([[45, 0, 85, 100], [1060, 0, 1100, 100]]), [pose + 0.01, pose + 5.01])
+    assert ids[0] == a and ids[1] not in (a, b)
