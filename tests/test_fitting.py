@@ -512,3 +512,13 @@ def test_levenberg_marquardt_turns_the_root(model, data):
     rel = out.global_orient[:, 0].transpose(1, 2) @ axis_angle_to_matrix(go)
     angle = torch.rad2deg(matrix_to_axis_angle(rel).norm(dim=-1))
     assert (angle < 10).all(), angle  # measured 6.9 and 1.9 degrees
+
+
+def test_bad_inputs_name_the_argument(model):
+    from hmr.geometry import Camera
+
+    cam = Camera.full_image(640, 480)
+    with pytest.raises(ValueError, match="keypoints_2d must be a torch tensor or numpy array, got list"):
+        fit([[0.0, 0.0]] * 25, torch.ones(1, 25), model, cam, keypoint_format="openpose25")
+    with pytest.raises(ValueError, match="confidences must be a torch tensor or numpy array"):
+        fit(torch.zeros(1, 25, 2), "high", model, cam, keypoint_format="openpose25")
