@@ -203,3 +203,45 @@ def test_missing_smpl_explains_where_to_get_it(tmp_path, monkeypatch):
 def test_env_var_and_folder(smpl_pkl, monkeypatch):
     monkeypatch.setenv("HMR_SMPL_PATH", str(smpl_pkl.parent))
     assert BodyModel.from_file().num_vertices == 240
+
+
+def test_keypoint_set_apply_equals_its_dense_matrix():
+    """KeypointSet.apply (sparse joints + vertices) equals the dense (K, J+V) regressor it stands for."""
+    g = torch.Generator().manual_seed(0)
+    joints, vertices = torch.randn(2, 3, 3, generator=g), torch.randn(2, 5, 3, generator=g)
+    kp = KeypointSet(("a", "b"), np.array([0, 0, 1]), np.array([1, 3 + 4, 3 + 0]), np.array([1.0, 0.5, 2.0]))
+    dense = torch.zeros(2, 8)
+    dense[0, 1], dense[0, 7], dense[1, 3] = 1.0, 0.5, 2.0
+    torch.testing.assert_close(kp.apply(joints, vertices), dense @ torch.cat([joints, vertices], 1))
+
+
+def test_errors_name_the_array_or_argument(smpl_pkl):
+    arrays = synthetic_smpl_arrays()
+    with pytest.raises(ValueError, match=r"v_template has shape \(240, 2\)"):
+        BodyModel.from_arrays({**arrays, "v_template": arrays["v_template"][:, :2]}, "bad")
+    model = BodyModel.from_file(smpl_pkl)
+    with pytest.raises(ValueError, match=r"global_orient has shape \(1, 5\)"):
+        model(global_orient=torch.zeros(1, 5), body_pose=torch.zeros(1, 23, 3, 3))
+
+
+def test_skinning_has_first_derivatives_only(smpl_pkl):
+    """Second derivatives are refused with a clear message (both hand-written backward passes)."""
+    from hmr.body.lbs import _Linear
+
+    model = BodyModel.from_file(smpl_pkl)
+    betas = torch.zeros(1, 10, requires_grad=True)
+    verts = model(betas=betas).vertices
+    seed = torch.ones_like(verts, requires_grad=True)  # a grad that itself requires grad: double backward
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.autograd.grad(verts, betas, seed, create_graph=True)
+    x, w = torch.randn(2, 4, requires_grad=True), torch.randn(3, 4)
+    y = _Linear.apply(x, w, None, None)
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.autograd.grad(y, x, torch.ones_like(y, requires_grad=True), create_graph=True)
+
+
+def test_load_body_model_finds_the_neutral_model_in_a_folder(smpl_pkl, monkeypatch):
+    from hmr.body import load_body_model
+
+    monkeypatch.delenv("HMR_SMPL_PATH", raising=False)
+    assert load_body_model(smpl_pkl.parent).num_vertices == 240  # SMPL_NEUTRAL.pkl by default
