@@ -17,13 +17,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.report import machine, table, write_section  # noqa: E402
 from hmr.body import BodyModel  # noqa: E402
+from hmr.evaluation.metrics import pa_mpjpe
 from hmr.fitting import FitConfig, PosePrior, SequenceFitter, fit  # noqa: E402
 from hmr.fitting.synthetic import (  # noqa: E402
     limb_rotation_deg,
     load_synthetic_set,
     make_clip,
     make_synthetic_set,
-    pa_mpjpe_mm,
     render_keypoints,
 )
 from hmr.geometry import Camera, matrix_to_axis_angle  # noqa: E402
@@ -43,7 +43,7 @@ def _accuracy(model: BodyModel, data: dict, cases, label_suffix: str = "") -> tu
         seconds = time.perf_counter() - start
         with torch.no_grad():
             joints = model(out.global_orient, out.body_pose, out.betas).joints
-        err = pa_mpjpe_mm(joints, gt["joints"]).numpy()
+        err = 1000 * pa_mpjpe(joints, gt["joints"]).numpy()
         errors[(noise, use_3d, solver)] = (err, out, gt)
         bends = prior.backward_bends(matrix_to_axis_angle(out.body_pose))
         backwards += int((bends < 0).sum())
@@ -105,7 +105,7 @@ def _timing(model: BodyModel, data: dict) -> list[list]:
             start = time.perf_counter()
         out = seq.step(frame["keypoints_2d"], frame["confidences"])
         with torch.no_grad():
-            errors.append(pa_mpjpe_mm(model(out.global_orient, out.body_pose, out.betas).joints, frame["joints"]))
+            errors.append(1000 * pa_mpjpe(model(out.global_orient, out.body_pose, out.betas).joints, frame["joints"]))
     per_frame = (time.perf_counter() - start) / (len(clip) - 1)
     rows.append([
         "warm-started frame (SequenceFitter.step), 1 person",

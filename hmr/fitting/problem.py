@@ -60,13 +60,13 @@ class Targets:
     def repeat(self, h: int) -> Targets:
         """The same targets for ``h`` hypotheses per person (person p becomes people p*h .. p*h+h-1)."""
         rep = functools.partial(repeat_people, frames=self.frames, people=self.people, h=h)
-        cam = Camera(rep(self.camera.focal_length), rep(self.camera.principal_point), rep(self.camera.image_size))
+        cam = self.camera.map(rep)
         opt = {k: None if getattr(self, k) is None else rep(getattr(self, k)) for k in ("kp3d", "conf3d", "joint_prediction", "pose_anchor")}  # fmt: skip
         return Targets(rep(self.kp2d), rep(self.conf), rep(self.scale), cam, self.frames, self.people * h, **opt)
 
     def subset(self, idx: torch.Tensor) -> Targets:
         """People ``idx`` of a single-frame target set, without the warm-start terms."""
-        cam = Camera(*(x[idx] for x in (self.camera.focal_length, self.camera.principal_point, self.camera.image_size)))
+        cam = self.camera[idx]
         opt = {k: None if getattr(self, k) is None else getattr(self, k)[idx] for k in ("kp3d", "conf3d")}
         return Targets(self.kp2d[idx], self.conf[idx], self.scale[idx], cam, 1, len(idx), **opt)
 
@@ -413,8 +413,7 @@ def _expand_camera(camera: Camera, frames: int, people: int) -> Camera:
     if b == frames * people:
         return camera
     if b == 1:
-        reps = frames * people
-        return Camera(*(x.expand(reps, -1) for x in (camera.focal_length, camera.principal_point, camera.image_size)))
+        return camera.map(lambda x: x.expand(frames * people, -1))
     if b == people:
-        return Camera(*(x.repeat(frames, 1) for x in (camera.focal_length, camera.principal_point, camera.image_size)))
+        return camera.repeat(frames)
     raise ValueError(f"camera has batch {b}; expected 1, {people} (people) or {frames * people} (frames x people)")

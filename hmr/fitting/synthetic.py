@@ -20,7 +20,7 @@ import torch
 
 from hmr.body import SMPL_JOINT_NAMES, BodyModel
 from hmr.fitting.priors import JOINT_LIMITS
-from hmr.geometry import Camera, axis_angle_to_matrix, matrix_to_axis_angle, procrustes_align
+from hmr.geometry import Camera, axis_angle_to_matrix, matrix_to_axis_angle
 
 GENERATOR_VERSION = 1
 LIMB_JOINTS = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_hip", "right_hip",
@@ -172,11 +172,6 @@ def make_clip(data: dict, index: int, target: int, frames: int) -> list[dict]:
         frame["body_pose"] = ((1 - t) * data["body_pose"][[index]] + t * data["body_pose"][[target]]).astype(np.float32)
         clip.append(frame)
     return clip
-
-
-def pa_mpjpe_mm(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(B, J, 3) x2 -> (B,) mean joint error after similarity Procrustes alignment, millimetres."""
-    return (procrustes_align(pred.double(), target.double()) - target.double()).norm(dim=-1).mean(-1) * 1000
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -43,21 +43,22 @@ class Camera:
             torch.tensor([[width, height]], dtype=dtype).repeat(batch_size, 1),
         )
 
-    def _map(self, fn) -> Camera:
+    def map(self, fn) -> Camera:
+        """The camera with ``fn`` applied to each of its (B, 2) tensors."""
         return Camera(fn(self.focal_length), fn(self.principal_point), fn(self.image_size))
 
     def to(self, *args, **kwargs) -> Camera:
-        return self._map(lambda t: t.to(*args, **kwargs))
+        return self.map(lambda t: t.to(*args, **kwargs))
 
     def __getitem__(self, index) -> Camera:
         """Cameras of some batch rows (``cam[2:]``, ``cam[mask]``, ``cam[[0, 2]]``; an int keeps the batch dim)."""
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
-        return self._map(lambda t: t[index])
+        return self.map(lambda t: t[index])
 
     def repeat(self, n: int) -> Camera:
         """The batch tiled ``n`` times (rows 0..B-1, then 0..B-1 again, ...)."""
-        return self._map(lambda t: t.repeat(n, 1))
+        return self.map(lambda t: t.repeat(n, 1))
 
     @staticmethod
     def cat(cameras: list[Camera]) -> Camera:
