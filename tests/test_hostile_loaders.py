@@ -183,7 +183,7 @@ CHECKPOINT_CASES = {
     "directory": "is a folder",
     "other_model": "no state_dict of tensors",
     "backbone_only": "has no smpl_head weights",
-    "nan": "holds 1 NaN or infinite values",
+    "nan": "holds 1 NaN or infinite values of 96 (a corrupt checkpoint or a diverged training run)",
     "inf": "holds 3 NaN or infinite values",
     "mismatch": "does not fit",
     "garbage_safetensors": "not a readable safetensors file",

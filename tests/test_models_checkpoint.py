@@ -303,8 +303,17 @@ def test_cli_list_info_convert(tmp_path, monkeypatch, capsys, body_model):
     assert main(["model", "info", str(tmp_path / "ph.ckpt")]) == 0
     info = capsys.readouterr().out
     assert "ViT 128/2/2" in info and "ignored: discriminator, initialized, smpl" in info
+    backbone = sum(v.numel() for k, v in model.state_dict().items() if k.startswith("backbone."))
+    assert f"backbone {backbone:,}" in info
     assert main(["model", "convert", str(tmp_path / "ph.ckpt"), str(tmp_path / "ph.safetensors")]) == 0
     converted = load_model(tmp_path / "ph.safetensors", body_model=body_model)
     assert same_outputs(model, converted, torch.randn(1, 3, 256, 256))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "ph.safetensors").rename(tmp_path / "models" / "hmr2_vit_s.safetensors")
+    assert main(["model", "list"]) == 0
+    assert f"weights: {tmp_path / 'models' / 'hmr2_vit_s.safetensors'}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["model", "--help"])
+    assert "registered architectures and whether their weights are found" in capsys.readouterr().out
     assert main(["model", "info", "hmr2_vit_l"]) == 2
     assert "No weights are published" in capsys.readouterr().err
