@@ -245,3 +245,11 @@ def test_load_body_model_finds_the_neutral_model_in_a_folder(smpl_pkl, monkeypat
 
     monkeypatch.delenv("HMR_SMPL_PATH", raising=False)
     assert load_body_model(smpl_pkl.parent).num_vertices == 240  # SMPL_NEUTRAL.pkl by default
+
+
+def test_body_command_help(capsys):
+    from hmr.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["body", "--help"])
+    assert "load a body model and print its structure" in capsys.readouterr().out
