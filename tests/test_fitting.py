@@ -522,3 +522,40 @@ def test_bad_inputs_name_the_argument(model):
         fit([[0.0, 0.0]] * 25, torch.ones(1, 25), model, cam, keypoint_format="openpose25")
     with pytest.raises(ValueError, match="confidences must be a torch tensor or numpy array"):
         fit(torch.zeros(1, 25, 2), "high", model, cam, keypoint_format="openpose25")
+
+
+def test_init_without_full_image_camera_gets_one(model, data):
+    """A network output with only its rotations and shape (no cam_t_full): the camera is fitted first."""
+    sub = _subset(data, [2, 3])
+    gt = render_keypoints(sub, model)
+    init = MeshOutput(
+        global_orient=axis_angle_to_matrix(torch.as_tensor(sub["global_orient"]))[:, None],
+        body_pose=axis_angle_to_matrix(torch.as_tensor(sub["body_pose"])),
+        betas=torch.as_tensor(sub["betas"]),
+        vertices=torch.zeros(2, 1, 3),
+        keypoints_3d=torch.zeros(2, 1, 3),
+        body_model=model.name,
+    )
+    out = fit(gt["keypoints_2d"], gt["confidences"], model, gt["camera"], init=init)
+    assert (out.keypoints_2d_full - gt["keypoints_2d"]).norm(dim=-1).mean() < 5.0  # pixels
+    torch.testing.assert_close(out.cam_t_full, torch.as_tensor(sub["cam_t"]).float(), atol=0.1, rtol=0.05)
+
+
+def test_twist_is_regularised_more_than_bending():
+    from hmr.fitting.priors import _TWIST_AXIS, PosePrior
+
+    prior = PosePrior(SMPL_JOINT_NAMES, twist_weight=4.0)
+    plain = PosePrior(SMPL_JOINT_NAMES, twist_weight=1.0)
+    for name, axes in _TWIST_AXIS.items():
+        i = SMPL_JOINT_NAMES.index(name) - 1
+        axes = [axes] if isinstance(axes, int) else axes
+        torch.testing.assert_close(prior.reg_weights[i, axes], 4.0 * plain.reg_weights[i, axes])
+        others = [a for a in range(3) if a not in axes]
+        assert torch.equal(prior.reg_weights[i, others], plain.reg_weights[i, others])
+
+
+def test_float64_keypoints_fit_a_float32_model(model, data):
+    gt = render_keypoints(_subset(data, [0]), model)
+    out = fit(gt["keypoints_2d"].double(), gt["confidences"].double(), model, gt["camera"],
+              keypoints_3d=gt["keypoints_3d"].double())  # fmt: skip
+    assert out.vertices.dtype == torch.float32 and torch.isfinite(out.vertices).all()
