@@ -148,7 +148,7 @@ class Fitter:
             body_model=bm.name,
             cam_t_full=transl,
             focal_length=t.camera.focal_length,
-            keypoints_2d_full=t.camera.project(kp, transl),
+            keypoints_2d_full=t.camera.project(kp, transl),  # pixels of the full image
         )
         if init is not None and init.pred_cam is not None and init.cam_t_full is not None:
             _crop_fields(out, init.to(self.device), t.camera)
@@ -170,4 +170,4 @@ def _crop_fields(out: MeshOutput, init: MeshOutput, camera: Camera) -> None:
     out.pred_cam = torch.cat([(bs1 / box_size)[:, None], txy], -1)
     out.pred_cam_t = torch.cat([txy, (2 * HMR2_FOCAL_LENGTH / (HMR2_CROP_SIZE * out.pred_cam[:, :1]))], -1)
     focal = torch.full((len(t1),), HMR2_FOCAL_LENGTH / HMR2_CROP_SIZE, device=t1.device)
-    out.keypoints_2d = perspective_projection(out.keypoints_3d, out.pred_cam_t, focal)
+    out.keypoints_2d = perspective_projection(out.keypoints_3d, out.pred_cam_t, focal)  # normalised crop units

@@ -141,7 +141,7 @@ class PoseEstimator:
         xy = np.array([[p.x * w, p.y * h] for p in lms], np.float32)
         inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
         return PoseKeypoints(
-            keypoints_2d=xy,
+            keypoints_2d=xy,  # pixels of the full image
             confidence=np.array([p.visibility for p in lms], np.float32) * inside,
             presence=np.array([p.presence for p in lms], np.float32),
             keypoints_3d=np.array([[p.x, p.y, p.z] for p in world], np.float32),

@@ -73,7 +73,7 @@ class MeshPredictor(nn.Module):
         out = MeshOutput(
             global_orient=rot[:, :1], body_pose=rot[:, 1:], betas=betas, vertices=body.vertices, keypoints_3d=kp3d,
             keypoint_names=self.keypoint_names, body_model=self.body_model.name, pred_cam=pred_cam,
-            pred_cam_t=pred_cam_t, keypoints_2d=perspective_projection(kp3d, pred_cam_t, crop_focal),
+            pred_cam_t=pred_cam_t, keypoints_2d=perspective_projection(kp3d, pred_cam_t, crop_focal),  # crop units
         )  # fmt: skip
         if box_center is not None or box_size is not None or image_size is not None:
             self._add_full_image(out, box_center, box_size, image_size, focal_length)
@@ -94,7 +94,7 @@ class MeshPredictor(nn.Module):
         focal_length = torch.as_tensor(focal_length).to(like).expand(b)
         out.cam_t_full = cam_crop_to_full(out.pred_cam, box_center, box_size, image_size, focal_length)
         out.focal_length = focal_length[:, None].expand(b, 2).clone()
-        out.keypoints_2d_full = perspective_projection(out.keypoints_3d, out.cam_t_full, focal_length, image_size / 2)
+        out.keypoints_2d_full = perspective_projection(out.keypoints_3d, out.cam_t_full, focal_length, image_size / 2)  # px
 
 
 def _drop_body_model_keys(module, state_dict, prefix, local_metadata) -> None:
