@@ -94,7 +94,8 @@ class MeshPredictor(nn.Module):
         focal_length = torch.as_tensor(focal_length).to(like).expand(b)
         out.cam_t_full = cam_crop_to_full(out.pred_cam, box_center, box_size, image_size, focal_length)
         out.focal_length = focal_length[:, None].expand(b, 2).clone()
-        out.keypoints_2d_full = perspective_projection(out.keypoints_3d, out.cam_t_full, focal_length, image_size / 2)  # px
+        # Full-image pixels, principal point at the image centre.
+        out.keypoints_2d_full = perspective_projection(out.keypoints_3d, out.cam_t_full, focal_length, image_size / 2)
 
 
 def _drop_body_model_keys(module, state_dict, prefix, local_metadata) -> None:
