@@ -559,3 +559,14 @@ def test_float64_keypoints_fit_a_float32_model(model, data):
     out = fit(gt["keypoints_2d"].double(), gt["confidences"].double(), model, gt["camera"],
               keypoints_3d=gt["keypoints_3d"].double())  # fmt: skip
     assert out.vertices.dtype == torch.float32 and torch.isfinite(out.vertices).all()
+
+
+def test_a_nan_keypoint_is_ignored_not_the_person(model, data):
+    gt = render_keypoints(_subset(data, [0, 1]), model)
+    kp = gt["keypoints_2d"].clone()
+    kp[0, 4] = float("nan")  # one wrist lost
+    clean = fit(gt["keypoints_2d"], gt["confidences"], model, gt["camera"])
+    out = fit(kp, gt["confidences"], model, gt["camera"])
+    # The other keypoints still pull that person into place, and the other person is untouched.
+    assert (out.keypoints_2d_full[0, 5:] - gt["keypoints_2d"][0, 5:]).norm(dim=-1).mean() < 5.0
+    torch.testing.assert_close(out.vertices[1], clean.vertices[1])
