@@ -68,12 +68,12 @@ def run(frames: list[np.ndarray], people: int, detect_every: int) -> dict:
     timers = Timers()
     detect = pipe.detector.__call__
 
-    def top(image):
-        det = detect(image)
+    def top(image, tiles=None):
+        det = detect(image, tiles=tiles)
         keep = np.argsort(-(det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1]))[:people]
         return Detections(det.boxes[keep], det.scores[keep])
 
-    pipe.detector = type("TopDetector", (), {"__call__": staticmethod(timers.wrap("detect", top)), "tiles": False})()
+    pipe.detector = type("TopDetector", (), {"__call__": staticmethod(timers.wrap("detect", top))})()
     pipe.pose.from_roi = timers.wrap("keypoints", pipe.pose.from_roi)
     step = hmr.fitting.SequenceFitter.step
     hmr.fitting.SequenceFitter.step = timers.wrap("fit", step)
