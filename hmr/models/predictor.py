@@ -16,9 +16,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class MeshPredictor(nn.Module):
-    """Base of the families' models. Subclasses call :meth:`attach_body` once their network exists and end
-    ``forward`` with :meth:`mesh_output`. Their config has ``name``, ``image_size``, ``image_mean`` and
-    ``image_std`` (on [0, 1] pixels), ``focal_length`` (crop camera, pixels of the crop) and ``keypoint_sets``."""
+    """Base of the families' models. Subclasses call :meth:`attach_body` once their network exists and
+    implement ``estimate(crops) -> (HeadOutput, BodyModelOutput)``: rotations, betas and weak-perspective camera,
+    and the body model posed by them. Their config has ``name``, ``image_size``, ``image_mean`` and ``image_std``
+    (on [0, 1] pixels), ``focal_length`` (crop camera, pixels of the crop) and ``keypoint_sets``."""
 
     def attach_body(self, body_model: BodyModel, num_joints: int, num_betas: int) -> None:
         """Check that ``body_model`` fits the network's outputs and keep it as a submodule (for ``.to()``)
@@ -43,6 +44,21 @@ class MeshPredictor(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(cfg.image_std).view(1, 3, 1, 1) * scale, persistent=False)
         self.register_state_dict_post_hook(_drop_body_model_keys)
         self.register_load_state_dict_post_hook(_ignore_missing_body_model_keys)
+
+    def forward(
+        self,
+        crops: torch.Tensor,
+        box_center: torch.Tensor | None = None,
+        box_size: torch.Tensor | None = None,
+        image_size: torch.Tensor | None = None,
+        focal_length: torch.Tensor | None = None,
+    ) -> MeshOutput:
+        """``crops`` (B, 3, S, S) normalised (:meth:`normalize`), S = ``config.image_size``. With the crops' boxes
+        the full-image fields are filled too (:meth:`mesh_output`)."""
+        self.check_crops(crops)
+        est, body = self.estimate(crops)
+        return self.mesh_output(est.rotmats, est.betas, est.pred_cam, body, box_center, box_size, image_size,
+                                focal_length)  # fmt: skip
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) RGB crops with values 0..255 (uint8 or float) -> the network's normalised input."""

@@ -6,13 +6,12 @@ import contextlib
 
 import torch
 
-from hmr.body import BodyModel
+from hmr.body import BodyModel, BodyModelOutput
 from hmr.models.backbones.vit import ViT
-from hmr.models.heads.smpl_transformer import SMPLTransformerDecoderHead
+from hmr.models.heads.smpl_transformer import HeadOutput, SMPLTransformerDecoderHead
 from hmr.models.hmr2.config import HMR2Config
 from hmr.models.mean_params import MeanParams
 from hmr.models.predictor import MeshPredictor
-from hmr.outputs import MeshOutput
 
 
 class HMR2(MeshPredictor):
@@ -37,21 +36,9 @@ class HMR2(MeshPredictor):
             self.smpl_head = SMPLTransformerDecoderHead(head, mean_params)
         self.attach_body(body_model, head.num_body_joints + 1, head.num_betas)
 
-    def forward(
-        self,
-        crops: torch.Tensor,
-        box_center: torch.Tensor | None = None,
-        box_size: torch.Tensor | None = None,
-        image_size: torch.Tensor | None = None,
-        focal_length: torch.Tensor | None = None,
-    ) -> MeshOutput:
-        """``crops`` (B, 3, S, S) normalised (:meth:`normalize`), S = ``config.image_size`` (256); the backbone
-        sees the centre columns. Box and camera arguments: :meth:`MeshPredictor.mesh_output` (``focal_length``
-        defaults to HMR 2.0's ``5000 / 256 * max(W, H)``)."""
-        self.check_crops(crops)
+    def estimate(self, crops: torch.Tensor) -> tuple[HeadOutput, BodyModelOutput]:
+        """The backbone sees the crops' centre columns; the decoder's parameters drive the body model."""
         cfg = self.config
         left = (cfg.image_size - cfg.backbone.img_size[1]) // 2
         head = self.smpl_head(self.backbone(crops[..., left : left + cfg.backbone.img_size[1]]))
-        body = self.pose_body(head.rotmats, head.betas)
-        return self.mesh_output(head.rotmats, head.betas, head.pred_cam, body, box_center, box_size, image_size,
-                                focal_length)  # fmt: skip
+        return head, self.pose_body(head.rotmats, head.betas)

@@ -21,7 +21,6 @@ from hmr.models.predictor import MeshPredictor
 from hmr.models.smplpose.config import SMPLPoseConfig
 from hmr.models.smplpose.priors import JointTextPrior, load_joint_text
 from hmr.models.smplpose.transformer import SMPLerBlock
-from hmr.outputs import MeshOutput
 
 # SMPLer starts the camera at s = 1 (no translation) and ignores the cam of smpl_mean_params.npz.
 SMPLER_INIT_CAM = (1.0, 0.0, 0.0)
@@ -98,21 +97,7 @@ class SMPLPose(SMPLerNetwork, MeshPredictor):
             super().__init__(config, mean_params)
         self.attach_body(body_model, r.num_joints, r.num_betas)
 
-    def forward(
-        self,
-        crops: torch.Tensor,
-        box_center: torch.Tensor | None = None,
-        box_size: torch.Tensor | None = None,
-        image_size: torch.Tensor | None = None,
-        focal_length: torch.Tensor | None = None,
-    ) -> MeshOutput:
-        """``crops`` (B, 3, S, S) normalised (:meth:`normalize`), S = ``config.image_size`` (224).
-
-        SMPLer's camera [s, tx, ty] projects orthographically, ``s (X + [tx, ty])`` in [-1, 1] crop units; as
-        for HMR 2.0 it becomes the crop translation (:meth:`MeshPredictor.mesh_output`, which also fills the
-        full-image fields from the boxes).
-        """
-        self.check_crops(crops)
-        est, body = self.estimate(crops, self.pose_body)
-        return self.mesh_output(est.rotmats, est.betas, est.pred_cam, body, box_center, box_size, image_size,
-                                focal_length)  # fmt: skip
+    def estimate(self, crops: torch.Tensor) -> tuple[HeadOutput, BodyModelOutput]:
+        """SMPLer's camera [s, tx, ty] projects orthographically, ``s (X + [tx, ty])`` in [-1, 1] crop units; it
+        becomes the crop translation as HMR 2.0's does (:meth:`MeshPredictor.mesh_output`)."""
+        return super().estimate(crops, self.pose_body)
