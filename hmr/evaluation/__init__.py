@@ -1,1 +1,2 @@
-"""Evaluation: error metrics (``hmr.evaluation.metrics``); protocols and ``hmr eval`` build on them."""
+"""Evaluation: error metrics (``hmr.evaluation.metrics``) and the reference systems' protocols
+(``hmr.evaluation.protocols``, docs/evaluation.md); datasets and ``hmr eval`` build on them."""
