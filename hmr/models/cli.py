@@ -45,7 +45,7 @@ def _read(source: str):
 
 def run_info(args: argparse.Namespace) -> int:
     from hmr.models import FAMILIES
-    from hmr.models.weights import torch_load
+    from hmr.models.weights import checkpoint_state, torch_load
 
     path, state, cfg = _read(args.checkpoint)
     params: dict[str, int] = {}
@@ -56,8 +56,7 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"architecture: {FAMILIES[cfg.architecture].describe(cfg)}")
     print("parameters: " + "  ".join(f"{part} {n:,}" for part, n in params.items()))
     if path.suffix != ".safetensors":  # what the reference file holds besides the network (memory-mapped, cheap)
-        raw = torch_load(path)
-        raw = raw.get("state_dict", raw.get("model", raw))
+        raw = checkpoint_state(torch_load(path))
         ignored = sorted({k.split(".")[0] for k in raw if k.split(".")[0] not in params})
         if ignored:
             print(f"ignored: {', '.join(ignored)}")

@@ -28,7 +28,7 @@ from torch import nn
 
 from hmr import config as config_io
 from hmr.models.mean_params import MeanParams
-from hmr.models.weights import load_network_state, read_safetensors, save_safetensors, torch_load
+from hmr.models.weights import checkpoint_state, load_network_state, read_safetensors, save_safetensors, torch_load
 
 MODEL_DIR_ENV_VAR = "HMR_MODEL_DIR"
 
@@ -154,8 +154,7 @@ def read_checkpoint(path: Path, **overrides) -> tuple[dict[str, torch.Tensor], A
         cfg, guessed = _own_config(path, meta), {}
     else:
         ckpt = torch_load(path)
-        # Lightning keeps the weights under "state_dict", SMPLer's training dicts under "model".
-        raw = ckpt.get("state_dict", ckpt.get("model", ckpt)) if isinstance(ckpt, dict) else None
+        raw = checkpoint_state(ckpt)
         if not isinstance(raw, dict) or not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
             raise ValueError(f"{path}: no state_dict of tensors in this file; is it a model checkpoint?")
         family = next((f for f in FAMILIES.values() if f.owns(raw)), None)

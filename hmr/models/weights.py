@@ -92,6 +92,14 @@ def _load_failure(err: Exception, zipped: bool) -> str:
     return "not a PyTorch checkpoint (or a damaged one)"
 
 
+def checkpoint_state(ckpt: Any) -> dict | None:
+    """The weights in a loaded checkpoint: Lightning's ``state_dict``, a training dict's ``model`` (SMPLer), or
+    the dict itself (a raw state dict); None when it is no dict."""
+    if not isinstance(ckpt, dict):
+        return None
+    return next((ckpt[k] for k in ("state_dict", "model") if isinstance(ckpt.get(k), dict)), ckpt)
+
+
 def plain_config(obj: Any) -> Any:
     """A yacs ``CfgNode`` stand-in (or dict) -> nested plain dicts/lists/scalars; other objects -> None."""
     if isinstance(obj, dict):

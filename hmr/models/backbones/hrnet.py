@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hmr.models.weights import CheckpointMismatchError, load_network_state, torch_load
+from hmr.models.weights import CheckpointMismatchError, checkpoint_state, load_network_state, torch_load
 
 STEM_CHANNELS = 64
 BOTTLENECK_EXPANSION = 4
@@ -191,9 +191,8 @@ def load_hrnet_weights(backbone: HRNet, path: str | os.PathLike) -> list[str]:
     and are returned. Any other missing, unexpected or mis-shaped key raises
     :class:`~hmr.models.weights.CheckpointMismatchError`.
     """
-    ckpt = torch_load(path)
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
+    state = checkpoint_state(torch_load(path))
+    if state is None:
         raise CheckpointMismatchError(f"{path}: expected a state_dict of HRNet tensors")
     state = {k: v for k, v in state.items() if not k.startswith("final_layer.")}
     modules = backbone.config.num_modules

@@ -26,7 +26,14 @@ from hmr.models.heads.smpl_transformer import SMPLTransformerDecoderHead
 from hmr.models.hmr2.config import HMR2_MODELS, HMR2Config
 from hmr.models.mean_params import MeanParams
 from hmr.models.registry import unset
-from hmr.models.weights import CheckpointMismatchError, count_indices, load_network_state, plain_config, torch_load
+from hmr.models.weights import (
+    CheckpointMismatchError,
+    checkpoint_state,
+    count_indices,
+    load_network_state,
+    plain_config,
+    torch_load,
+)
 
 IGNORED_PREFIXES = ("smpl.", "discriminator.")  # licensed SMPL buffers, training-only discriminator
 IGNORED_KEYS = ("initialized",)
@@ -48,7 +55,7 @@ def convert(path: Path, ckpt: Any) -> tuple[dict[str, torch.Tensor], HMR2Config,
     or in the run folder above its ``checkpoints/`` folder (where 4D-Humans' training writes it); without one
     the architecture comes from the tensor shapes (:func:`infer_config`).
     """
-    state = {k: v for k, v in ckpt.get("state_dict", ckpt).items() if not _is_ignored(k)}
+    state = {k: v for k, v in checkpoint_state(ckpt).items() if not _is_ignored(k)}
     if not any(k.startswith("smpl_head.") for k in state):
         raise ValueError(
             f"{path}: has no smpl_head weights; backbone-only weights (ViTPose .pth) initialise training: "
@@ -180,9 +187,8 @@ def config_from_4d_humans(cfg: dict, state: dict[str, torch.Tensor], source: str
 
 def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> None:
     """ViTPose ``.pth`` weights (``{'state_dict': ...}`` or raw, with or without ``backbone.``) into a ViT."""
-    ckpt = torch_load(path)
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
+    state = checkpoint_state(torch_load(path))
+    if state is None:
         raise ValueError(f"{path}: expected a state_dict of backbone tensors")
     if any(k.startswith("backbone.") for k in state):
         state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}

@@ -23,28 +23,28 @@ from hmr.models.backbones.hrnet import HRNetConfig
 from hmr.models.mean_params import MeanParams
 from hmr.models.smplpose.config import SMPLPOSE_MODELS, SMPLPoseConfig
 from hmr.models.smplpose.model import SMPLerNetwork
-from hmr.models.weights import CheckpointMismatchError, count_indices, load_network_state, read_safetensors, torch_load
+from hmr.models.weights import (
+    CheckpointMismatchError,
+    checkpoint_state,
+    count_indices,
+    load_network_state,
+    read_safetensors,
+    torch_load,
+)
 
 IGNORED_PREFIXES = ("smpl_handler.",)
 _UNIT = "transformer.0.trans_block.trans_units.0."
 
 
-def network_state(ckpt: Any) -> Any:
-    """The state dict of a training checkpoint (its ``'model'``) or of a raw one."""
-    model = ckpt.get("model") if isinstance(ckpt, dict) else None
-    return model if isinstance(model, dict) else ckpt
-
-
 def owns(state: dict) -> bool:
     """An HRNet ``backbone.*`` with SMPLer's IEF regressor ``SMPL_predictor.*`` (HMR 2.0 has a ViT)."""
-    state = network_state(state)
     return "SMPL_predictor.decpose.weight" in state and "backbone.transition1.0.0.weight" in state
 
 
 def convert(path: Path, ckpt: Any) -> tuple[dict[str, torch.Tensor], SMPLPoseConfig, dict[str, Any]]:
     """A SMPLer / baseline checkpoint -> (network state, config, guessed settings: always none)."""
-    state = network_state(ckpt)
-    if not isinstance(state, dict):
+    state = checkpoint_state(ckpt)
+    if state is None:
         raise ValueError(f"{path}: no SMPLer state dict in this file")
     state = {k: v for k, v in state.items() if not k.startswith(IGNORED_PREFIXES)}
     return state, infer_config(state, str(path)), {}
