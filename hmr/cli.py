@@ -18,6 +18,7 @@ import sys
 import threading
 import traceback
 
+from hmr.config import pop_option_overrides
 from hmr.version import __version__
 
 # name -> (module providing add_arguments(parser) and setting args.run, one-line help)
@@ -67,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in _COMMANDS else None)
+    argv, option_overrides = pop_option_overrides(argv)
     args = parser.parse_args(argv)
+    if option_overrides:  # --section.key=value, for the commands that take config overrides
+        if not hasattr(args, "overrides"):
+            parser.error(f"unrecognized arguments: {' '.join('--' + o for o in option_overrides)}")
+        args.overrides = [*args.overrides, *option_overrides]
     if not getattr(args, "run", None):
         parser.print_help()
         return 0

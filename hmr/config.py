@@ -100,17 +100,31 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError:
             value = text
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"config override {item!r}: {part} is set both as a value and a section")
-        node[leaf] = value
+        try:
+            set_dotted(out, key, value)
+        except ValueError as err:
+            raise ValueError(f"config override {item!r}: {err}") from None
     return out
 
 
+def set_dotted(tree: dict, key: str, value: Any) -> None:
+    """``tree["a"]["b"] = value`` for ``key`` ``"a.b"``, making the sections on the way."""
+    *parents, leaf = key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+        if not isinstance(tree, dict):
+            raise ValueError(f"{part} is set both as a value and a section")
+    tree[leaf] = value
+
+
 _OVERRIDE = re.compile(r"^(--)?[A-Za-z_]\w*(\.[A-Za-z_]\w*)*=")
+
+
+def pop_option_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Command-line words -> (the others, the ``--section.key=value`` overrides without their ``--``): the
+    option form argparse would refuse as unknown (a dotted name is never one of its flags)."""
+    found = [a for a in argv if a.startswith("--") and _OVERRIDE.match(a) and "." in a.partition("=")[0]]
+    return [a for a in argv if a not in found], [a[2:] for a in found]
 
 
 def split_overrides(args: list[str]) -> tuple[list[str], list[str]]:

@@ -61,3 +61,29 @@ def test_version_imports_no_command():
     code = "import sys; from hmr.cli import main\ntry: main(['--version'])\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("False")
+
+
+def test_config_precedence_defaults_file_flags_overrides(tmp_path, capsys):
+    """``--print-config``: defaults, then --config, then flags, then section.key=value (each beats the one before)."""
+    import yaml
+
+    (tmp_path / "c.yaml").write_text("detector:\n  threshold: 0.4\ncamera:\n  focal: 800\n")
+    argv = ["demo", "camera.focal=1000", "--print-config", "--config", str(tmp_path / "c.yaml"), "--focal", "900",
+            "--no-tiles", "--outputs.max_pixels=7", "--mesh-format", "obj", "glb"]  # fmt: skip
+    assert main(argv) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["detector"] == {"threshold": 0.4, "tiles": False, "box_only_min_score": 0.8}
+    assert cfg["camera"]["focal"] == 1000.0 and cfg["outputs"]["mesh_formats"] == ["obj", "glb"]
+    assert cfg["outputs"]["max_pixels"] == 7
+    assert main(["config", "show", "--config", str(tmp_path / "c.yaml"), "--tracking.max_age=3"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["tracking"]["max_age"] == 3 and shown["camera"]["focal"] == 800.0
+
+
+def test_bad_config_key_is_one_line(capsys):
+    with pytest.raises(SystemExit):  # a command without settings takes no overrides
+        main(["body", "info", "--detector.threshold=1"])
+    assert "unrecognized arguments: --detector.threshold=1" in capsys.readouterr().err
+    assert main(["config", "show", "detector.thresh=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hmr: error: ") and "unknown keys ['thresh']" in err and "\n" not in err

@@ -222,7 +222,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", default=None, help="redo inputs whose outputs exist (outputs.overwrite)")
     g.add_argument("--max-pixels", type=_count(0), metavar="N",
                    help=f"refuse larger images and video frames, from their header (outputs.max_pixels; default {MAX_PIXELS}; 0: no limit)")  # fmt: skip
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, overrides=[])
 
 
 def _count(low: int):
@@ -246,18 +246,14 @@ def resolve_config(args: argparse.Namespace, overrides: list[str]) -> PipelineCo
     for dest, key in FLAG_KEYS.items():
         value = getattr(args, dest, None)
         if value is not None:
-            *parents, leaf = key.split(".")
-            node = flags
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = list(value) if isinstance(value, (list, tuple)) else value
+            config_io.set_dotted(flags, key, list(value) if isinstance(value, (list, tuple)) else value)
     return config_io.load(PipelineConfig, args.config, overrides, flags)
 
 
 def run(args: argparse.Namespace) -> int:
     """0: every input done (or already done); 1: some failed, the others done; 2: nothing could be done."""
     paths, overrides = config_io.split_overrides(args.paths)
-    cfg = resolve_config(args, overrides)
+    cfg = resolve_config(args, [*overrides, *args.overrides])
     if args.print_config:
         print(config_io.dump(cfg), end="")
         return 0
