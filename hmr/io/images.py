@@ -1,4 +1,4 @@
-"""Reading images and finding the inputs of ``hmr demo`` (files, folders, videos)."""
+"""Reading images: any pixel format Pillow decodes, as RGB uint8, with a size limit checked before decoding."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 # Larger images (and video frames) are refused from their header, before decoding: a 450 KB PNG can declare
 # 12000x12000 pixels and take 8 GB and 40 s to decode. ``hmr demo --max-pixels``; 0 or None: no limit.
 MAX_PIXELS = 50_000_000
-_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
 _PILLOW_LIMIT = threading.Lock()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hmr.io.images import _IMAGE_MAGIC, MAX_PIXELS, check_pixels
+from hmr.io.images import IMAGE_MAGIC, MAX_PIXELS, check_pixels
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -21,7 +21,7 @@ def is_video(path: Path) -> bool:
             head = f.read(16)
     except OSError:
         head = b""
-    if head.startswith(_IMAGE_MAGIC) or head[8:12] == b"WEBP":
+    if head.startswith(IMAGE_MAGIC) or head[8:12] == b"WEBP":
         return False
     if head[4:8] == b"ftyp" and head[8:12] not in (b"avif", b"heic", b"mif1") or head[8:12] == b"AVI ":
         return True

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hmr.detection.detector import DEFAULT_THRESHOLD
 from hmr.fitting import FitConfig
 from hmr.io.exports import MESH_FORMATS
 from hmr.io.images import MAX_PIXELS
+from hmr.pipeline.observe import BOX_ONLY_MIN_SCORE
 
 
 @dataclass
@@ -21,9 +23,9 @@ class BodySection:
 
 @dataclass
 class DetectorSection:
-    threshold: float = 0.2  # person score threshold (docs/detection.md)
+    threshold: float = DEFAULT_THRESHOLD  # person score threshold (docs/detection.md)
     tiles: bool = True  # images: a tiled pass that finds small people (~5x the time); video never tiles
-    box_only_min_score: float = 0.8  # a box with no landmarks is kept (box only) from this score
+    box_only_min_score: float = BOX_ONLY_MIN_SCORE  # a box with no landmarks is kept (box only) from this score
 
 
 @dataclass
