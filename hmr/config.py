@@ -64,6 +64,7 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
 
 
 _SCALARS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_UNION = type(int | None)  # the type of ``X | None`` hints (typing.Union is the other spelling)
 
 
 def _checked(hint: Any, value: Any, key: str) -> Any:
@@ -84,9 +85,6 @@ def _checked(hint: Any, value: Any, key: str) -> Any:
         if not ok:
             raise ValueError(f"{key}: expected {_SCALARS[base]}, got {value!r}")
     return value
-
-
-_UNION = type(int | None)
 
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict:
