@@ -16,7 +16,7 @@ LAYERS = [
     {"config"},
     {"body"},
     {"render", "detection", "landmarks", "models", "fitting", "tracking", "evaluation"},
-    {"pipeline"},
+    {"pipeline", "data"},
     {"apps"},
     {"cli", "__init__"},
 ]

@@ -30,8 +30,9 @@ def _pickled(p: Path, err: ValueError, key: str | None = None) -> ValueError:
     return ValueError(f"{p}:{where} damaged array ({err})")
 
 
-def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` archive."""
+def load_npz(path: str | os.PathLike, skip_objects: bool = False) -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` archive; ``skip_objects`` leaves out (never unpickles) arrays of Python
+    objects instead of refusing the file (e.g. the optional ``extra_info`` of HMR 2.0's evaluation files)."""
     p = _open(path, b"PK\x03\x04", ".npz")
     damaged = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
     try:
@@ -44,6 +45,8 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
             try:
                 out[key] = data[key]
             except ValueError as err:
+                if skip_objects and "allow_pickle" in str(err):
+                    continue
                 raise _pickled(p, err, key) from None
             except damaged as err:
                 raise ValueError(f"{p}: array {key!r} is damaged ({err})") from None

@@ -152,11 +152,16 @@ def load_pickle(path: str | Path) -> Any:
         data = path.read_bytes()
     except OSError as err:
         raise type(err)(f"{path}: cannot read ({err.strerror or err})") from None
+    return loads_pickle(data, str(path))
+
+
+def loads_pickle(data: bytes, name: str) -> Any:
+    """:func:`load_pickle` for bytes (e.g. a tar member); ``name`` says where they came from in errors."""
     # PROTO opens protocol 2+ pickles; 0 and 1 have none and come from Python 2.
     protocol = data[1] if len(data) > 1 and data[0] == pickle.PROTO[0] else 0
     try:
         return _to_plain(_RestrictedUnpickler(io.BytesIO(data), protocol).load())
     except UnsafePickleError as err:
-        raise UnsafePickleError(f"{path}: {err}") from None
+        raise UnsafePickleError(f"{name}: {err}") from None
     except Exception as err:  # truncated, not a pickle at all, or a malformed sparse matrix
-        raise pickle.UnpicklingError(f"{path}: not a readable pickle ({type(err).__name__}: {err})") from None
+        raise pickle.UnpicklingError(f"{name}: not a readable pickle ({type(err).__name__}: {err})") from None

@@ -1,0 +1,147 @@
+"""4D-Humans' training tars (webdataset): ``<key>.jpg``, ``<key>.data.pyd`` (a pickled list of per-person
+dicts, read through the restricted unpickler) and optionally ``<key>.detection.npz`` (instance masks).
+
+Shards are named with brace patterns as 4D-Humans writes them (``dataset_tars/coco-train-2014-pruned/
+{000000..000017}.tar``), expanded with ``braceexpand`` and checked when the dataset is opened. Reading goes
+through the ``webdataset`` package: shards split over nodes and DataLoader workers, shuffled per epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from hmr.data.errors import BadSample, DatasetLayoutError, SkipCounter
+from hmr.data.fields import FilterConfig, apply_filters, fitting_loss, person_annotation
+from hmr.data.sample import Annotation
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")  # 4D-Humans renames jpg;jpeg;png to jpg
+
+
+def expand_shards(spec: str | os.PathLike | list, root: str | os.PathLike | None = None) -> list[str]:
+    """Shard paths from brace patterns (``a/{000000..000312}.tar``), a folder of ``*.tar`` or a list of
+    either; relative paths are under ``root``. Every shard must exist (DatasetLayoutError otherwise)."""
+    from braceexpand import braceexpand
+
+    specs = spec if isinstance(spec, (list, tuple)) else [spec]
+    out: list[str] = []
+    for s in specs:
+        s = str(s)
+        base = Path(root).expanduser() if root is not None else None
+        if not os.path.isabs(os.path.expanduser(s)) and base is not None:
+            s = str(base / s)
+        s = os.path.expanduser(s)
+        if os.path.isdir(s):
+            found = sorted(str(p) for p in Path(s).glob("*.tar"))
+            if not found:
+                raise DatasetLayoutError(f"{s}: no .tar shards in this folder (expected 4D-Humans webdataset tars)")
+            out += found
+            continue
+        paths = list(braceexpand(s))
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            more = f" and {len(missing) - 1} more of {len(paths)}" if len(missing) > 1 else ""
+            raise DatasetLayoutError(f"{missing[0]}: shard not found{more} (from {s})")
+        out += paths
+    if not out:
+        raise DatasetLayoutError(f"{spec}: no shards")
+    return out
+
+
+def decode_image(data: bytes, where: str) -> np.ndarray:
+    """Encoded image bytes -> (H, W, 3) uint8 RGB; BadSample('corrupt_image') when they do not decode whole."""
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if img is None or img.ndim != 3 or min(img.shape[:2]) < 1:
+        raise BadSample("corrupt_image", f"{where}: image does not decode")
+    if data[:2] == b"\xff\xd8" and data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+        raise BadSample("corrupt_image", f"{where}: truncated JPEG (no end marker)")  # libjpeg pads it grey
+    return img[..., ::-1].copy()
+
+
+def _masks(data: bytes | None, where: str) -> np.ndarray | None:
+    if data is None:
+        return None
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return np.asarray(npz["masks"])
+    except Exception as err:  # a damaged member: the person keeps an all-ones mask
+        raise BadSample("bad_value", f"{where}: detection.npz unreadable ({type(err).__name__})") from None
+
+
+def records(raw: dict, dataset: str, filters: FilterConfig) -> Iterator[tuple[np.ndarray, Annotation] | BadSample]:
+    """One webdataset sample (member name -> bytes) -> (image, annotation) per person, or the BadSample
+    explaining why a person (or the whole image) is skipped."""
+    from hmr.io.safe_pickle import loads_pickle
+
+    key = raw.get("__key__", "?")
+    where = f"{raw.get('__url__', dataset)}:{key}"
+    try:
+        data = next((raw[e] for e in IMAGE_EXTENSIONS if e in raw), None)
+        if data is None or "data.pyd" not in raw:
+            missing = "data.pyd" if data is not None else "jpg"
+            raise BadSample("missing_key", f"{where}: no {missing} member")
+        try:
+            people = loads_pickle(raw["data.pyd"], f"{where}.data.pyd")
+        except Exception as err:  # refused or damaged pickle: one image lost, not the epoch
+            raise BadSample("bad_value", str(err)) from None
+        if not isinstance(people, list):
+            raise BadSample("bad_value", f"{where}.data.pyd: a {type(people).__name__}, not a list of people")
+        image = decode_image(data, where)
+        masks = _masks(raw.get("detection.npz"), where)
+    except BadSample as skip:
+        yield skip
+        return
+    for i, person in enumerate(people):
+        try:
+            ann = person_annotation(person, f"{where}[{i}]", dataset, f"{key}/{i}")
+            ann = apply_filters(ann, filters, fitting_loss(person))
+            info = person.get("extra_info") if isinstance(person.get("extra_info"), dict) else {}
+            idx = info.get("detection_npz_idx")
+            if masks is not None and idx is not None:
+                idx = int(np.asarray(idx).reshape(-1)[0])
+                if 0 <= idx < len(masks) and masks[idx].shape == image.shape[:2]:
+                    ann.mask = masks[idx].astype(np.uint8)
+            yield image, ann
+        except BadSample as skip:
+            yield skip
+
+
+class TarReader:
+    """The people of a set of 4D-Humans tars as (image, Annotation) pairs, with skips counted in ``skips``.
+
+    ``shards``: see :func:`expand_shards`. Iterate with :meth:`iterate`; the webdataset pipeline splits the
+    shards by node (DDP rank) and by DataLoader worker, and shuffles shard order per epoch when
+    ``shuffle``. ``resampled``: draw shards with replacement forever (training with an epoch size)."""
+
+    def __init__(self, shards, name: str | None = None, root=None, filters: FilterConfig | None = None,
+                 skips: SkipCounter | None = None):  # fmt: skip
+        self.shards = expand_shards(shards, root)
+        self.name = name or Path(self.shards[0]).parent.name
+        self.filters = filters if filters is not None else FilterConfig()
+        self.skips = skips if skips is not None else SkipCounter()
+
+    def _on_error(self, err: Exception) -> bool:
+        self.skips.add(BadSample("unreadable_shard", f"{self.name}: {type(err).__name__}: {err}"))
+        return True  # go on with the next shard
+
+    def iterate(self, shuffle: bool = False, resampled: bool = False, seed: int = 0, epoch: int = 0,
+                split_by_node: bool = True) -> Iterator[tuple[np.ndarray, Annotation]]:  # fmt: skip
+        import webdataset as wds
+
+        ds = wds.WebDataset(
+            self.shards, handler=self._on_error, resampled=resampled,
+            shardshuffle=100 if shuffle and not resampled else False, seed=seed * 1_000_003 + epoch,
+            nodesplitter=wds.split_by_node if split_by_node else None, empty_check=False,
+        )  # fmt: skip
+        for raw in ds:
+            for item in records(raw, self.name, self.filters):
+                if isinstance(item, BadSample):
+                    self.skips.add(item)
+                else:
+                    yield item
