@@ -14,7 +14,7 @@ from hmr.data.augment import (
     crop_transform,
     square_side,
 )
-from hmr.data.sample import FLIP_PERMUTATION, J24_TO_44, KEYPOINT_NAMES, Annotation, flip_body_pose
+from hmr.data.sample import FLIP_PERMUTATION, J24_TO_44, KEYPOINT_NAMES, Annotation, flip_body_pose, flip_orient
 
 ALWAYS = AugmentConfig(rotation_rate=1.0, flip_rate=0.5, extreme_crop_rate=0.3, translation_factor=0.1)
 
@@ -115,6 +115,30 @@ def test_flip_twice_is_identity():
     assert np.array_equal(twice.image, plain.image)
     for name in ("keypoints_2d", "keypoints_3d", "global_orient", "body_pose", "focal_length", "principal_point"):
         assert np.allclose(getattr(twice, name), getattr(plain, name), atol=1e-3), name
+
+
+def test_flipped_pose_is_the_mirrored_body():
+    """The body model posed with the flipped parameters is the mirror image (x -> -x, left <-> right) of the
+    body posed with the original ones, up to the template's own asymmetry."""
+    import torch
+
+    from hmr.body import SMPL_JOINT_NAMES, load_body_model
+
+    model = load_body_model()
+    rng = np.random.default_rng(10)
+    go, pose = rng.normal(size=(4, 3)) * 0.5, rng.normal(size=(4, 69)) * 0.4
+    swap = [SMPL_JOINT_NAMES.index(n.replace("left", "X").replace("right", "left").replace("X", "right"))
+            for n in SMPL_JOINT_NAMES]  # fmt: skip
+
+    def joints(g, p):
+        with torch.no_grad():
+            return model(torch.tensor(g, dtype=torch.float32), torch.tensor(p, dtype=torch.float32)).joints.numpy()
+
+    j, jf = joints(go, pose), joints(flip_orient(go), flip_body_pose(pose))
+    mirrored = j[:, swap] * np.array([-1.0, 1.0, 1.0])
+    mirrored -= mirrored[:, :1] - jf[:, :1]  # the root's rest position need not be on x = 0
+    assert np.abs(mirrored - jf).max() < 0.02
+    assert np.abs(j - jf).max() > 0.1
 
 
 def test_flip_permutation_swaps_left_and_right_names():

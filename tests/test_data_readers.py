@@ -125,6 +125,7 @@ def test_tar_bad_members_are_skipped_and_counted(tmp_path):
     _write_tar(tmp_path / "000000.tar", [
         ("ok", {"jpg": jpg, "data.pyd": pickle.dumps([_person(1)])}),
         ("truncated", {"jpg": jpg[: len(jpg) // 2], "data.pyd": pickle.dumps([_person(1)])}),
+        ("tail", {"jpg": jpg[:-200], "data.pyd": pickle.dumps([_person(1)])}),  # OpenCV refuses truncated JPEGs
         ("garbage", {"jpg": b"not an image", "data.pyd": pickle.dumps([_person(1)])}),
         ("nopyd", {"jpg": jpg}),
         ("nojpg", {"data.pyd": pickle.dumps([_person(1)])}),
@@ -135,7 +136,7 @@ def test_tar_bad_members_are_skipped_and_counted(tmp_path):
     reader = TarReader(str(tmp_path / "000000.tar"))
     keys = [a.key for _, a in reader.iterate()]
     assert keys == ["ok/0", "nan/1"]
-    assert reader.skips.counts() == {"corrupt_image": 2, "missing_key": 2, "non_finite": 1, "bad_value": 2}
+    assert reader.skips.counts() == {"corrupt_image": 3, "missing_key": 2, "non_finite": 1, "bad_value": 2}
     assert not (tmp_path / "pwned").exists()
 
 
@@ -251,6 +252,14 @@ def test_eval_npz_missing_image_is_a_skip(tmp_path):
     ds = SampleDataset(NpzReader(path, root), image_size=64)
     assert [s.key for s in ds] == ["0:seq/00000.jpg", "2:seq/00002.jpg"]
     assert ds.skips.counts() == {"corrupt_image": 1, "missing_key": 1}
+
+
+def test_map_style_readers_split_over_workers(tmp_path):
+    path, root, _ = _eval_npz(tmp_path, n=7)
+    ds = SampleDataset(NpzReader(path, root), image_size=32)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate)
+    assert sorted(k for b in loader for k in b.key) == sorted(s.key for s in ds)
+    assert len(list(ds)) == 7
 
 
 def test_mocap_reader(tmp_path):
