@@ -1,7 +1,7 @@
 """Keypoint fitting on the committed synthetic set: accuracy (PA-MPJPE) and CPU time. Writes docs/benchmarks.md.
 
 Uses the bundled default body model and ``tests/data/fitting_synthetic.npz`` (60 people, generator in
-``hmr.fitting.synthetic``); every fit starts from the mean pose, never from the truth.
+``hmr.data.people``); every fit starts from the mean pose, never from the truth.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.report import machine, table, write_section  # noqa: E402
 from hmr.body import BodyModel  # noqa: E402
-from hmr.evaluation.metrics import pa_mpjpe
-from hmr.fitting import FitConfig, PosePrior, SequenceFitter, fit  # noqa: E402
-from hmr.fitting.synthetic import (  # noqa: E402
+from hmr.data.people import (  # noqa: E402
     limb_rotation_deg,
     load_synthetic_set,
     make_clip,
     make_synthetic_set,
     render_keypoints,
 )
+from hmr.evaluation.metrics import pa_mpjpe
+from hmr.fitting import FitConfig, PosePrior, SequenceFitter, fit  # noqa: E402
 from hmr.geometry import Camera, matrix_to_axis_angle  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "fitting_synthetic.npz"

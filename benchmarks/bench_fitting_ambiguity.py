@@ -19,11 +19,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.report import table, write_section  # noqa: E402
 from hmr.body import SMPL_JOINT_NAMES, BodyModel  # noqa: E402
+from hmr.data.people import load_synthetic_set, render_keypoints, sample_ranges  # noqa: E402
 from hmr.evaluation.metrics import pa_mpjpe
 from hmr.fitting import FitConfig, StageConfig, fit  # noqa: E402
 from hmr.fitting.fitter import Fitter  # noqa: E402
 from hmr.fitting.problem import Params, cam_from_transl  # noqa: E402
-from hmr.fitting.synthetic import _sample_ranges, load_synthetic_set, render_keypoints  # noqa: E402
 from hmr.geometry import (  # noqa: E402
     Camera,
     axis_angle_to_matrix,
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
                     lm_max_step=0.02)  # fmt: skip
     fitter = Fitter(model, "openpose25", cfg, torch.device("cpu"))
     problem = fitter.problem
-    ranges = [_sample_ranges(j) for j in SMPL_JOINT_NAMES[1:]]
+    ranges = [sample_ranges(j) for j in SMPL_JOINT_NAMES[1:]]
     ranges = torch.tensor(np.array([r if r is not None else np.zeros((3, 2)) for r in ranges]), dtype=torch.float32)
     problem.prior.lower.copy_(ranges[..., 0])
     problem.prior.upper.copy_(ranges[..., 1])

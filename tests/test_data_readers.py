@@ -149,7 +149,7 @@ def test_truncated_and_garbage_shards_do_not_stop_the_epoch(tmp_path):
     reader = TarReader(str(tmp_path / "{000000..000003}.tar"), filters=FilterConfig(enabled=False))
     keys = [a.key for _, a in reader.iterate()]
     assert keys[:3] == ["a0001/0", "a0001/1", "a0002/0"] and keys[-3:] == ["d0001/0", "d0001/1", "d0002/0"]
-    assert reader.skips.counts().get("unreadable_shard", 0) >= 1
+    assert reader.skips.counts()["unreadable_shard"] == 2  # each broken shard once
 
 
 def test_shard_patterns_and_layout_errors(tmp_path):

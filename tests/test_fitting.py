@@ -12,6 +12,14 @@ import torch
 
 from hmr.body import KEYPOINT_SET_NAMES, SMPL_JOINT_NAMES, BodyModel, KeypointSet, KeypointSetUnavailableError
 from hmr.config import load_yaml, save_yaml
+from hmr.data.people import (
+    limb_rotation_deg,
+    load_synthetic_set,
+    make_clip,
+    make_synthetic_set,
+    render_keypoints,
+    sample_body_poses,
+)
 from hmr.evaluation.metrics import pa_mpjpe
 from hmr.fitting import (
     JOINT_LIMITS,
@@ -26,14 +34,6 @@ from hmr.fitting import (
 from hmr.fitting.fitter import Fitter
 from hmr.fitting.keypoints import reduced_model
 from hmr.fitting.problem import PARAMS, Objective, Params, Problem, cam_from_transl
-from hmr.fitting.synthetic import (
-    limb_rotation_deg,
-    load_synthetic_set,
-    make_clip,
-    make_synthetic_set,
-    render_keypoints,
-    sample_body_poses,
-)
 from hmr.geometry import (
     Camera,
     axis_angle_to_matrix,

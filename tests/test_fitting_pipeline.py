@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from hmr.body import KEYPOINT_SET_NAMES, BodyModel
+from hmr.data.people import load_synthetic_set
 from hmr.fitting import SequenceFitter
-from hmr.fitting.synthetic import load_synthetic_set
 from hmr.geometry import Camera, axis_angle_to_matrix
 from hmr.landmarks.blazepose import PoseKeypoints, box_to_roi
 from hmr.outputs import MeshOutput

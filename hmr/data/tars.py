@@ -62,6 +62,20 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
     return img[..., ::-1].copy()
 
 
+def _has_end_marker(path: str) -> bool:
+    """A complete tar ends with two zero 512-byte blocks; one cut at a member boundary reads as a shorter,
+    valid-looking archive without them."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 1024))
+            tail = f.read(1024)
+    except OSError:
+        return False
+    return size % 512 == 0 and len(tail) == 1024 and not any(tail)
+
+
 def _masks(data: bytes | None, where: str) -> np.ndarray | None:
     if data is None:
         return None
@@ -124,8 +138,15 @@ class TarReader:
         self.filters = filters if filters is not None else FilterConfig()
         self.skips = skips if skips is not None else SkipCounter()
 
+    def _bad_shard(self, url: str, why: str) -> None:
+        if url not in self._bad:  # webdataset reports one broken tar at several stages: count it once
+            self._bad.add(url)
+            self.skips.add(BadSample("unreadable_shard", f"{url}: {why}"))
+
     def _on_error(self, err: Exception) -> bool:
-        self.skips.add(BadSample("unreadable_shard", f"{self.name}: {type(err).__name__}: {err}"))
+        text = " ".join(map(str, err.args))
+        url = next((s for s in self.shards if s in text), self.name)
+        self._bad_shard(url, f"{type(err).__name__}: {err.args[0] if err.args else err}")
         return True  # go on with the next shard
 
     def iterate(self, shuffle: bool = False, resampled: bool = False, seed: int = 0, epoch: int = 0,
@@ -137,7 +158,13 @@ class TarReader:
             shardshuffle=100 if shuffle and not resampled else False, seed=seed * 1_000_003 + epoch,
             nodesplitter=wds.split_by_node if split_by_node else None, empty_check=False,
         )  # fmt: skip
+        self._bad: set[str] = set()
+        url = None
         for raw in ds:
+            if raw.get("__url__") != url:
+                url = raw.get("__url__")
+                if url and not _has_end_marker(url):
+                    self._bad_shard(url, "truncated (no end-of-archive blocks); reading what is there")
             for item in records(raw, self.name, self.filters):
                 if isinstance(item, BadSample):
                     self.skips.add(item)
