@@ -24,7 +24,7 @@ from hmr.version import __version__
 # name -> (module providing add_arguments(parser) and setting args.run, one-line help)
 _COMMANDS = {
     "body": ("hmr.body.cli", "body models: inspect one"),
-    "data": ("hmr.apps.data", "datasets: check one (counts, problems, contact sheet), render a synthetic set"),
+    "data": ("hmr.apps.data", "datasets: check one, render a synthetic set"),
     "config": ("hmr.apps.config", "the pipeline's settings: show the resolved config"),
     "demo": ("hmr.apps.demo", "3D people from images, folders, videos or a camera"),
     "model": ("hmr.models.cli", "mesh-recovery networks: list, inspect and convert checkpoints"),

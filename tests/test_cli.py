@@ -44,7 +44,8 @@ def test_help_of_every_command(capsys):
     for name, (_, help_text) in _COMMANDS.items():
         assert f"{name}" in top and help_text in top
     expected = {"demo": ["--config", "--checkpoint", "--max-pixels", "section.key=value"], "model": ["convert"],
-                "body": ["info", "print its structure"], "config": ["show", "resolved pipeline config"]}  # fmt: skip
+                "body": ["info", "print its structure"], "config": ["show", "resolved pipeline config"],
+                "data": ["check", "synth"]}  # fmt: skip
     for name, words in expected.items():
         with pytest.raises(SystemExit) as done:
             main([name, "--help"])
