@@ -12,9 +12,9 @@ from hmr.data.augment import (
     HMR2_AUGMENT,
     SMPLPOSE_AUGMENT,
     crop_transform,
-    square_side,
 )
 from hmr.data.sample import FLIP_PERMUTATION, J24_TO_44, KEYPOINT_NAMES, Annotation, flip_body_pose, flip_orient
+from hmr.geometry import square_side
 
 ALWAYS = AugmentConfig(rotation_rate=1.0, flip_rate=0.5, extreme_crop_rate=0.3, translation_factor=0.1)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hmr.data.sample import FLIP_PERMUTATION, Annotation, Sample, flip_body_pose, flip_orient
+from hmr.geometry.boxes import square_side
 from hmr.geometry.camera import HMR2_CROP_SIZE, HMR2_FOCAL_LENGTH
 
 
@@ -48,19 +49,6 @@ EXTREME_CROP_GROUPS = {
     "legs": (8, 9, 10, 11, 12, 13, 14, *range(19, 31), 39),
 }
 EXTREME_CROP_MARGIN = 1.2  # the group's keypoint box, enlarged by this
-
-
-def square_side(size, bbox_shape: tuple[int, int] | None = None) -> float:
-    """Side of the square crop for a box of ``size`` (w, h) or a side: the larger side, after padding the box
-    to the aspect ``bbox_shape`` (w, h) when given (HMR 2.0 evaluates with (192, 256))."""
-    w, h = (float(v) for v in np.broadcast_to(np.asarray(size, np.float64), (2,)))
-    if bbox_shape is not None:
-        tw, th = bbox_shape
-        if h / max(w, 1e-9) < th / tw:
-            h = w * th / tw
-        else:
-            w = h * tw / th
-    return max(w, h)
 
 
 def _extreme_box(kp2d: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float] | None:

@@ -6,16 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
-def crop_size(box: np.ndarray, bbox_shape: tuple[int, int]) -> float:
-    """Side (pixels) of the square crop for a box: the box padded to ``bbox_shape`` (w:h), larger side."""
-    w, h = float(box[2] - box[0]), float(box[3] - box[1])
-    tw, th = bbox_shape
-    if h / max(w, 1e-6) < th / tw:
-        h = w * th / tw
-    else:
-        w = h * tw / th
-    return max(w, h)
+from hmr.geometry.boxes import square_side
 
 
 def person_crops(image: np.ndarray, boxes: np.ndarray, size: int, bbox_shape: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:  # fmt: skip
@@ -26,7 +17,7 @@ def person_crops(image: np.ndarray, boxes: np.ndarray, size: int, bbox_shape: tu
     crops, centres, sides = [], [], []
     for box in np.asarray(boxes, np.float32).reshape(-1, 4):
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        side = crop_size(box, bbox_shape)
+        side = square_side(box[2:] - box[:2], bbox_shape)
         src = image
         down = side / size / 2
         if down > 1.1:
