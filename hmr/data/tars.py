@@ -56,6 +56,9 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
     """Encoded image bytes -> (H, W, 3) uint8 RGB; BadSample('corrupt_image') when they do not decode whole."""
     import cv2
 
+    # Some libjpeg builds decode a truncated JPEG into a grey-padded picture without failing: require its end.
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
+        raise BadSample("corrupt_image", f"{where}: JPEG is truncated (no end-of-image marker)")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None or img.ndim != 3 or min(img.shape[:2]) < 1:
         raise BadSample("corrupt_image", f"{where}: image does not decode")

@@ -32,12 +32,12 @@ import logging
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
 
 from hmr.data.errors import BadSample, DatasetLayoutError
 from hmr.data.sample import J24_TO_44, NUM_KEYPOINTS, Annotation
+from hmr.data.tars import decode_image
 
 log = logging.getLogger("hmr.data")
 
@@ -353,13 +353,7 @@ def _decode_image_row(line: bytes, path: Path, row: int) -> tuple[str, np.ndarra
         data = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         raise BadSample("corrupt_image", f"{where} ({key}): image is not valid base64") from None
-    # libjpeg decodes a truncated JPEG into a grey-padded picture without failing: require its end marker.
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
-        raise BadSample("corrupt_image", f"{where} ({key}): JPEG is truncated (no end-of-image marker)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if image is None or image.ndim != 3 or image.shape[2] != 3:
-        raise BadSample("corrupt_image", f"{where} ({key}): image bytes do not decode")
-    return key, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return key, decode_image(data, f"{where} ({key})")
 
 
 def _parse_hw(line: bytes, path: Path, row: int) -> tuple[int, int]:
