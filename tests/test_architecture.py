@@ -15,8 +15,9 @@ LAYERS = [
     {"version", "io", "geometry", "outputs"},
     {"config"},
     {"body"},
-    {"render", "detection", "landmarks", "models", "fitting", "tracking", "evaluation"},
+    {"render", "detection", "landmarks", "models", "fitting", "tracking"},
     {"pipeline", "data"},
+    {"evaluation"},
     {"apps"},
     {"cli", "__init__"},
 ]

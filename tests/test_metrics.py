@@ -94,3 +94,13 @@ def test_acceleration_of_known_trajectories():
     torch.testing.assert_close(m.acceleration(falling), torch.full((8,), 0.02, dtype=torch.float64))
     torch.testing.assert_close(m.acceleration_error(falling, steady), torch.full((8,), 0.02, dtype=torch.float64))
     assert m.acceleration(steady[:2]).numel() == 0
+
+
+def test_jitter_of_a_cubic_trajectory():
+    """x = a t³ (t in frames) has third difference 6a per frame, i.e. a jerk of 6 a fps³ per s³."""
+    t = torch.arange(10, dtype=torch.float64)
+    x = torch.stack([0.002 * t**3, 0 * t, 0 * t], -1)[:, None]
+    assert torch.allclose(m.jitter(x, fps=30.0), torch.full((7,), 6 * 0.002 * 30.0**3, dtype=torch.float64))
+    assert m.jitter(x[:3], fps=30.0).numel() == 0
+    steady = torch.stack([0.01 * t**2, 0 * t, 0 * t], -1)[:, None]  # constant acceleration: no jerk
+    assert m.jitter(steady, fps=30.0).abs().max() < 1e-9

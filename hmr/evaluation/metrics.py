@@ -10,6 +10,9 @@ from __future__ import annotations
 import torch
 
 from hmr.geometry import procrustes_align
+from hmr.geometry.motion import acceleration, finite_difference
+
+__all__ = ["acceleration", "acceleration_error", "jitter", "mean_point_error", "mpjpe", "pa_mpjpe", "pa_pve", "pck", "pve"]
 
 
 def _pair(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,23 +68,19 @@ def pck(pred: torch.Tensor, target: torch.Tensor, box_size: torch.Tensor, thresh
     return hit / vis.double().sum(-1)
 
 
-def _second_difference(x: torch.Tensor) -> torch.Tensor:
-    return x[2:] - 2 * x[1:-1] + x[:-2]
-
-
-def acceleration(joints: torch.Tensor) -> torch.Tensor:
-    """(T, J, 3) a sequence of joints -> (T-2,) mean joint acceleration ``|x[t+1] - 2 x[t] + x[t-1]|`` per
-    frame (units per frame²): the jitter of a track."""
-    x = torch.as_tensor(joints).double()
-    if x.shape[0] < 3:
-        return x.new_zeros(0)
-    return _second_difference(x).norm(dim=-1).mean(-1)
-
-
 def acceleration_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(T, J, 3) x2 -> (T-2,) mean difference of predicted and true joint accelerations per frame
     (units per frame²), as in HMMR / VIBE."""
     pred, target = _pair(pred, target)
     if pred.shape[0] < 3:
         return pred.new_zeros(0)
-    return (_second_difference(pred) - _second_difference(target)).norm(dim=-1).mean(-1)
+    return (finite_difference(pred, 2) - finite_difference(target, 2)).norm(dim=-1).mean(-1)
+
+
+def jitter(joints: torch.Tensor, fps: float) -> torch.Tensor:
+    """(T, J, 3) -> (T-3,) mean joint jerk ``|d³x/dt³|`` per frame, in units per s³ at ``fps`` (the smoothness
+    measure of TCMR / SmoothNet, which report it in 10 m/s³)."""
+    x = torch.as_tensor(joints).double()
+    if x.shape[0] < 4:
+        return x.new_zeros(0)
+    return finite_difference(x, 3).norm(dim=-1).mean(-1) * fps**3

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from hmr.detection import Detections
-from hmr.evaluation.metrics import acceleration
 from hmr.geometry import matrix_to_axis_angle
+from hmr.geometry.motion import acceleration
 from hmr.pipeline.image import FrameResult, Pipeline
 from hmr.pipeline.records import frame_record
 from hmr.tracking import OneEuroFilter, Tracker, project_to_rotation
