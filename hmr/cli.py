@@ -26,6 +26,7 @@ _COMMANDS = {
     "body": ("hmr.body.cli", "body models: inspect one"),
     "data": ("hmr.apps.data", "datasets: check one, render a synthetic set"),
     "config": ("hmr.apps.config", "the pipeline's settings: show the resolved config"),
+    "eval": ("hmr.apps.eval", "score a network or the fitting pipeline on an evaluation set"),
     "demo": ("hmr.apps.demo", "3D people from images, folders, videos or a camera"),
     "model": ("hmr.models.cli", "mesh-recovery networks: list, inspect and convert checkpoints"),
 }

@@ -43,6 +43,17 @@ class MeshOutput:
     def batch_size(self) -> int:
         return self.betas.shape[0]
 
+    @staticmethod
+    def cat(meshes: list[MeshOutput]) -> MeshOutput:
+        """Concatenate along the batch; a tensor field missing (None) in any of them is None in the result."""
+        first = meshes[0]
+        fields = {}
+        for f in dataclasses.fields(first):
+            vals = [getattr(m, f.name) for m in meshes]
+            if isinstance(vals[0], torch.Tensor):
+                fields[f.name] = torch.cat(vals) if all(isinstance(v, torch.Tensor) for v in vals) else None
+        return dataclasses.replace(first, **fields)
+
     def detach(self) -> MeshOutput:
         return self._map(lambda t: t.detach())
 

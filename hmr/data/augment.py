@@ -112,6 +112,7 @@ def make_sample(
 
     center = np.asarray(ann.center, np.float64)
     side = square_side(ann.size, bbox_shape)
+    annotated = square_side(ann.size)
     rot = 0.0
     flip = False
     color = np.ones(3)
@@ -163,7 +164,7 @@ def make_sample(
         global_orient=global_orient.astype(f32), body_pose=body_pose.astype(f32),
         betas=np.asarray(ann.betas, f32), has_global_orient=float(ann.has_global_orient),
         has_body_pose=float(ann.has_body_pose), has_betas=float(ann.has_betas),
-        box_center=center.astype(f32), box_size=float(side), image_size=np.array(image.shape[1::-1], f32),
+        box_center=center.astype(f32), box_size=float(side), bbox_expand_factor=float(side / annotated), image_size=np.array(image.shape[1::-1], f32),
         focal_length=focal.astype(f32), principal_point=principal.astype(f32), has_camera=has_camera,
         crop_transform=m.astype(f32), flipped=float(flip), dataset=ann.dataset, key=ann.key,
     )  # fmt: skip

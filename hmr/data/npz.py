@@ -65,6 +65,8 @@ class NpzReader:
                 "relative to the image root; pass the folder that holds them)"
             )
         self.data = {k: data[k] for k in (*REQUIRED, *OPTIONAL) if k in data}
+        # Synthetic sets name the body model their ground truth was made with (None: an SMPL dataset).
+        self.body_model = str(data["body_model"]) if "body_model" in data else None
         self.filters = filters if filters is not None else FilterConfig(enabled=False)
 
     def __len__(self) -> int:

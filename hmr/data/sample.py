@@ -81,8 +81,9 @@ class Sample:
     image: (S, S, 3) uint8 RGB. mask: (S, S) uint8, 1 on the person (all ones when the dataset has none).
     keypoints_2d: (44, 3) crop pixels + confidence. keypoints_3d: (44, 4) metres + confidence, rotated and
     mirrored with the crop. global_orient (3,), body_pose (69,), betas (10,) and their ``has_`` flags.
-    box_center (2,), box_size: the crop's square in the original image's pixels; image_size: (W, H) of the
-    original image. focal_length, principal_point: (2,) the crop's pinhole camera, crop pixels, with
+    box_center (2,), box_size: the crop's square in the original image's pixels; bbox_expand_factor: box_size
+    over the larger side of the annotated box (HMR 2.0 scales 2D errors by it, so PCK is relative to the
+    annotated box); image_size: (W, H) of the original image. focal_length, principal_point: (2,) the crop's pinhole camera, crop pixels, with
     ``has_camera`` 1 when it is the dataset's true camera (0: the HMR 2.0 default, focal 5000 px at 256,
     principal point at the crop centre). crop_transform: (2, 3) affine, original pixels -> crop pixels.
     flipped: 1 when the crop was mirrored. dataset, key: where it came from.
@@ -100,6 +101,7 @@ class Sample:
     has_betas: float
     box_center: np.ndarray
     box_size: float
+    bbox_expand_factor: float
     image_size: np.ndarray
     focal_length: np.ndarray
     principal_point: np.ndarray
@@ -128,6 +130,7 @@ class Batch:
     has_betas: torch.Tensor
     box_center: torch.Tensor
     box_size: torch.Tensor
+    bbox_expand_factor: torch.Tensor
     image_size: torch.Tensor
     focal_length: torch.Tensor
     principal_point: torch.Tensor

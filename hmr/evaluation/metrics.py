@@ -12,7 +12,8 @@ import torch
 from hmr.geometry import procrustes_align
 from hmr.geometry.motion import acceleration, finite_difference
 
-__all__ = ["acceleration", "acceleration_error", "jitter", "mean_point_error", "mpjpe", "pa_mpjpe", "pa_pve", "pck", "pve"]
+__all__ = ["acceleration", "acceleration_error", "jitter", "mean_point_error", "mpjpe", "pa_mpjpe",
+           "pa_point_errors", "pa_pve", "pck", "point_errors", "pve"]  # fmt: skip
 
 
 def _pair(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -22,11 +23,22 @@ def _pair(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch
     return pred.double(), target.double()
 
 
+def point_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, N, D) x2 -> (B, N) Euclidean distance of each pair of corresponding points."""
+    pred, target = _pair(pred, target)
+    return (pred - target).norm(dim=-1)
+
+
+def pa_point_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """:func:`point_errors` after the similarity Procrustes alignment of :func:`pa_mpjpe`."""
+    pred, target = _pair(pred, target)
+    return point_errors(procrustes_align(pred, target), target)
+
+
 def mean_point_error(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """(B, N, D) x2 -> (B,) mean Euclidean distance of corresponding points; ``weights`` (B, N) >= 0
     weight the mean (a sample whose weights are all 0 gives NaN)."""
-    pred, target = _pair(pred, target)
-    dist = (pred - target).norm(dim=-1)
+    dist = point_errors(pred, target)
     if weights is None:
         return dist.mean(-1)
     w = torch.as_tensor(weights).double()
@@ -42,8 +54,7 @@ def pa_mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """MPJPE after aligning each prediction to its target with the best similarity transform (isotropic
     scale, rotation without reflection, translation): the reference implementations' SVD with the
     determinant fix, so a mirrored prediction is not mirrored back."""
-    pred, target = _pair(pred, target)
-    return mean_point_error(procrustes_align(pred, target), target)
+    return pa_point_errors(pred, target).mean(-1)
 
 
 def pve(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

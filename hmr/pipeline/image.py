@@ -127,16 +127,17 @@ class Pipeline:
         return make_camera(width, height, self.config.camera.focal, self.config.camera.intrinsics)
 
     def __call__(self, image: np.ndarray, boxes: Detections | None = None, previous: list[MeshOutput | None] | None = None,
-                 observations=None, tiles: bool | None = None) -> FrameResult:  # fmt: skip
+                 observations=None, tiles: bool | None = None, camera: Camera | None = None) -> FrameResult:  # fmt: skip
         """People and meshes in one RGB uint8 image.
 
         boxes: skip detection and use these. previous: per observed person its mesh in the previous video
         frame (fitting then starts there and runs the config's short ``warm_stages``) or None.
         observations: already computed :func:`observe_people` output. tiles: the detector's tiled pass
-        (default ``config.detector.tiles``; video passes False).
+        (default ``config.detector.tiles``; video passes False). camera: this image's camera (batch 1;
+        default: the config's ``camera`` section), e.g. a dataset's known intrinsics.
         """
         with self._lock:
-            return self._frame(image, boxes, previous, observations, tiles)
+            return self._frame(image, boxes, previous, observations, tiles, camera)
 
     def observe(self, image: np.ndarray, boxes: Detections | None = None, tiles: bool | None = None):
         """The 2D stage alone: people (boxes) and their landmarks (:func:`observe_people`)."""
@@ -148,9 +149,9 @@ class Pipeline:
         detect = None if boxes is not None else (lambda im: self.detector(im, tiles=tiles))
         return observe_people(image, detect, self.pose, boxes, self.config.detector.box_only_min_score)
 
-    def _frame(self, image, boxes, previous, observations, tiles) -> FrameResult:
+    def _frame(self, image, boxes, previous, observations, tiles, camera=None) -> FrameResult:
         h, w = image.shape[:2]
-        camera = self.camera(w, h)
+        camera = camera if camera is not None else self.camera(w, h)
         obs = observations if observations is not None else self._observe(image, boxes, tiles)
         meshes: list[MeshOutput | None] = [None] * len(obs)
         if self.network is not None and obs:
@@ -210,7 +211,7 @@ class Pipeline:
             if not group:
                 continue
             kps = [obs[i].keypoints for i in group]
-            init = _cat([start[i] for i in group]) if start[group[0]] is not None else None
+            init = MeshOutput.cat([start[i] for i in group]) if start[group[0]] is not None else None
             if init is not None and warm:
                 init = _reanchor(init, kps, camera)
             fitter.reset()
@@ -245,16 +246,3 @@ def _reanchor(prev: MeshOutput, kps: list[PoseKeypoints], camera: Camera) -> Mes
         target = (torch.from_numpy(kp.keypoints_2d[bi]).to(t).mean(0) - c) / f
         t[b, :2] = target * (hip[2] + t[b, 2]) - hip[:2]
     return dataclasses.replace(prev, cam_t_full=t)
-
-
-def _cat(meshes: list[MeshOutput]) -> MeshOutput:
-    """Concatenate batch-1 MeshOutputs along the batch (tensor fields present in all of them)."""
-    first = meshes[0]
-    fields = {}
-    for f in dataclasses.fields(first):
-        vals = [getattr(m, f.name) for m in meshes]
-        if isinstance(vals[0], torch.Tensor) and all(isinstance(v, torch.Tensor) for v in vals):
-            fields[f.name] = torch.cat(vals)
-        elif isinstance(vals[0], torch.Tensor):
-            fields[f.name] = None
-    return dataclasses.replace(first, **fields)
