@@ -171,6 +171,10 @@ def test_plain_crop_box_and_transform():
     # (180, 330) padded to 3:4 is (247.5, 330): the square side is 330.
     assert square_side((180, 330), (192, 256)) == pytest.approx(330) and s.box_size == pytest.approx(330)
     assert square_side((300, 100), (192, 256)) == pytest.approx(400)
+    assert s.bbox_expand_factor == pytest.approx(1.0)  # tall box: padding widens it, the larger side stays
+    ann.size = np.array([300.0, 100.0])
+    wide = make_sample(np.zeros((480, 640, 3), np.uint8), ann, 256, None, bbox_shape=(192, 256))
+    assert wide.box_size == pytest.approx(400) and wide.bbox_expand_factor == pytest.approx(400 / 300)
     m = crop_transform(ann.center, 330, 256)
     assert np.allclose(s.crop_transform, m, atol=1e-4)
     assert np.allclose(m[:, :2] @ ann.center + m[:, 2], 128)
