@@ -152,3 +152,60 @@ def test_hmr_eval_network_checkpoint(synth_npz, tmp_path, capsys):
     assert main(["eval", "--model", str(ckpt), "--dataset", str(synth_npz), "--out", str(tmp_path / "r")]) == 0
     summary = json.loads((tmp_path / "r" / "synth_eval__hmr2_vit_s.json").read_text())
     assert len(summary["checkpoint_hash"]) == 16 and summary["scored"] == summary["samples"]
+
+
+def test_smpler_protocol_end_to_end_on_a_tsv_set(tmp_path):
+    """SMPLer's protocol through evaluate() on a TSV set in METRO's layout, with an SMPL-sized body model: the
+    truth scores 0 (H36M joints regressed from the mesh against the dataset's J24 joints, mid-hip centred; PVE
+    on pelvis-relative meshes); a roll scores the independently computed mid-hip-centred error."""
+    import yaml
+
+    from hmr.body import BodyModel
+    from hmr.body.keypoints import KeypointSet
+    from hmr.evaluation.protocols import H36M_J17_TO_J14, J24_TO_J14
+    from tests.synthetic_smpl import synthetic_smpl_arrays
+    from tests.test_data_tsv import write_split, write_tsv
+
+    body = BodyModel.from_arrays(synthetic_smpl_arrays(num_vertices=6890), "smpl-test")
+    rng = np.random.default_rng(0)
+    reg = rng.random((17, 6890)) * (rng.random((17, 6890)) > 0.995)
+    body.add_keypoint_set("h36m17", KeypointSet.from_dense(tuple(f"h{i}" for i in range(17)), None,
+                                                           reg / reg.sum(1, keepdims=True), 24))  # fmt: skip
+    n = 4
+    pose = rng.normal(0, 0.3, (n, 72))
+    pose[:, :3] = [np.pi, 0, 0]  # upright in the camera frame
+    betas = rng.normal(0, 1, (n, 10))
+    with torch.no_grad():
+        out = body(torch.tensor(pose[:, :3], dtype=torch.float32), torch.tensor(pose[:, 3:], dtype=torch.float32),
+                   torch.tensor(betas, dtype=torch.float32))  # fmt: skip
+    h36m = out.keypoints["h36m17"].double().numpy()
+    labels = []
+    for i in range(n):
+        j24 = np.zeros((24, 4))
+        j24[list(J24_TO_J14), :3] = h36m[i, list(H36M_J17_TO_J14)]
+        j24[list(J24_TO_J14), 3] = 1
+        j2d = np.c_[rng.uniform(10, 50, (24, 2)), np.ones(24)]
+        labels.append({"center": [32.0, 24.0], "scale": 0.2, "has_2d_joints": 1, "has_3d_joints": 1,
+                       "2d_joints": j2d.tolist(), "3d_joints": j24.tolist(), "has_smpl": 1,
+                       "pose": pose[i].tolist(), "betas": betas[i].tolist(), "gender": "n"})  # fmt: skip
+    root = tmp_path / "3dpw"
+    write_split(root / "has_gender", "test", labels)
+    write_tsv(root / "has_gender" / "test.linelist.tsv", [[str(r)] for r in range(n)])
+    (root / "test_has_gender.yaml").write_text(yaml.safe_dump({k: f"has_gender/test.{k}.tsv" for k in ("img", "hw", "label", "linelist")}))
+    r = evaluate(Truth(body), "3DPW-TEST-SMPLER", data_root=str(tmp_path), progress=False)
+    assert r.protocol == "smpler_3d" and r.samples == n
+    assert r.metrics["mpjpe"] < 1e-2 and r.metrics["pa_mpjpe"] < 1e-2 and r.metrics["pve"] < 1e-2
+    rolled = evaluate(Truth(body, roll_deg=10.0), "3DPW-TEST-SMPLER", data_root=str(tmp_path), progress=False)
+    rot = Rotation.from_euler("z", 10.0, degrees=True)
+    j14 = h36m[:, list(H36M_J17_TO_J14)]
+    expected = []
+    for j in j14:
+        gt = j - j[[2, 3]].mean(0)  # mid-hip centred
+        pred = rot.apply(j)
+        pred -= pred[[2, 3]].mean(0)
+        expected.append(1000 * np.linalg.norm(pred - gt, axis=-1).mean())
+    assert rolled.metrics["mpjpe"] == pytest.approx(np.mean(expected), abs=0.05)
+    assert rolled.metrics["pa_mpjpe"] < 1e-2
+    no_reg = BodyModel.from_arrays(synthetic_smpl_arrays(num_vertices=6890), "smpl-test")
+    with pytest.raises(KeypointSetUnavailableError, match="J_regressor_h36m.npy"):
+        evaluate(Truth(no_reg), "3DPW-TEST-SMPLER", data_root=str(tmp_path), progress=False)
