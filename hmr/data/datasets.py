@@ -53,6 +53,18 @@ class DataConfig:
     shuffle_buffer: int = 4000  # shuffle buffer after mixing
     seed: int = 0
 
+    def __post_init__(self):
+        # ``data.train=DIR`` on the command line, or a list of paths, name datasets by path alone.
+        self.train, self.val = _specs(self.train), _specs(self.val)
+
+
+def _specs(value) -> tuple[DatasetSpec, ...]:
+    items = [value] if isinstance(value, (str, os.PathLike, DatasetSpec)) else list(value or ())
+    return tuple(DatasetSpec(path=str(v)) if isinstance(v, (str, os.PathLike)) else v for v in items)
+
+
+SYNTH_SPLITS = {"train": "train", "val": os.path.join("eval", "synth_eval.npz")}
+
 
 def resolve(path: str, root: str = "") -> str:
     """``path`` under ``root`` unless it is absolute (``~`` expanded)."""
@@ -60,10 +72,14 @@ def resolve(path: str, root: str = "") -> str:
     return p if os.path.isabs(p) or not root else os.path.join(os.path.expanduser(root), p)
 
 
-def open_reader(spec: DatasetSpec, root: str = "", filters: FilterConfig | None = None, skips: SkipCounter | None = None):
+def open_reader(spec: DatasetSpec, root: str = "", filters: FilterConfig | None = None, skips: SkipCounter | None = None,
+                split: str = "train"):  # fmt: skip
     """The reader for a dataset path, chosen by what is there: ``.npz`` -> NpzReader, ``.yaml`` ->
-    TsvDataset, ``.tar`` / brace pattern / folder of tars -> TarReader."""
+    TsvDataset, ``.tar`` / brace pattern / folder of tars -> TarReader; a folder written by ``hmr data
+    synth`` gives its ``train/`` tars for ``split="train"`` and its ``eval/synth_eval.npz`` for ``"val"``."""
     path = resolve(spec.path, root)
+    if os.path.isfile(os.path.join(path, "synth.json")):
+        path = os.path.join(path, SYNTH_SPLITS[split])
     name = spec.name or None
     if path.endswith(".npz"):
         from hmr.data.npz import NpzReader
@@ -239,5 +255,5 @@ def training_dataset(cfg: DataConfig) -> torch.utils.data.IterableDataset:
 def evaluation_dataset(spec: DatasetSpec, cfg: DataConfig) -> SampleDataset:
     """Plain crops of one evaluation set, in reading order."""
     shape = tuple(cfg.eval_bbox_shape) if cfg.eval_bbox_shape else None
-    return SampleDataset(open_reader(spec, cfg.root, FilterConfig(enabled=False)), cfg.image_size, None,
+    return SampleDataset(open_reader(spec, cfg.root, FilterConfig(enabled=False), split="val"), cfg.image_size, None,
                          bbox_shape=shape, seed=cfg.seed)  # fmt: skip
