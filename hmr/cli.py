@@ -28,6 +28,8 @@ _COMMANDS = {
     "config": ("hmr.apps.config", "the pipeline's settings: show the resolved config"),
     "eval": ("hmr.apps.eval", "score a network or the fitting pipeline on an evaluation set"),
     "demo": ("hmr.apps.demo", "3D people from images, folders, videos or a camera"),
+    "train": ("hmr.apps.train", "train a network from a recipe (Lightning, MLflow, resumable)"),
+    "ui": ("hmr.apps.ui", "open the MLflow UI on the training and evaluation store"),
     "model": ("hmr.models.cli", "mesh-recovery networks: list, inspect and convert checkpoints"),
 }
 

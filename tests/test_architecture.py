@@ -18,6 +18,7 @@ LAYERS = [
     {"render", "detection", "landmarks", "models", "fitting", "tracking"},
     {"pipeline", "data"},
     {"evaluation"},
+    {"training"},
     {"apps"},
     {"cli", "__init__"},
 ]
