@@ -9,6 +9,7 @@ through the ``webdataset`` package: shards split over nodes and DataLoader worke
 from __future__ import annotations
 
 import io
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,14 +155,29 @@ class TarReader:
 
     def iterate(self, shuffle: bool = False, resampled: bool = False, seed: int = 0, epoch: int = 0,
                 split_by_node: bool = True) -> Iterator[tuple[np.ndarray, Annotation]]:  # fmt: skip
+        """The people of one pass over the shards (``resampled``: pass after pass, forever), each pass's shard
+        order shuffled from ``(seed, epoch, pass)`` when ``shuffle`` (webdataset's own resampling draws from an
+        unseeded generator, so repeated passes are used instead: the order stays reproducible)."""
+        self._bad: set[str] = set()
+        passes = itertools.count() if resampled else range(1)
+        for p in passes:
+            got = False
+            for item in self._one_pass(shuffle, (seed * 1_000_003 + epoch) * 1_000_003 + p, split_by_node):
+                got = True
+                yield item
+            if not got:
+                raise DatasetLayoutError(
+                    f"{self.name}: this reader got no readable sample from its share of the {len(self.shards)} "
+                    "shards (with DDP ranks and DataLoader workers, each needs at least one good shard)"
+                )
+
+    def _one_pass(self, shuffle: bool, seed: int, split_by_node: bool) -> Iterator[tuple[np.ndarray, Annotation]]:
         import webdataset as wds
 
         ds = wds.WebDataset(
-            self.shards, handler=self._on_error, resampled=resampled,
-            shardshuffle=100 if shuffle and not resampled else False, seed=seed * 1_000_003 + epoch,
+            self.shards, handler=self._on_error, shardshuffle=100 if shuffle else False, seed=seed,
             nodesplitter=wds.split_by_node if split_by_node else None, empty_check=False,
         )  # fmt: skip
-        self._bad: set[str] = set()
         url = None
         for raw in ds:
             if raw.get("__url__") != url:

@@ -90,6 +90,7 @@ class MeshRecoveryModule(L.LightningModule):
         self.weights = cfg.loss
         self.discriminator = Discriminator() if self.family == "hmr2" and cfg.loss.adversarial > 0 else None
         self._val_images: list[np.ndarray] = []
+        self._val_sums: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------------------------------- optimisers
     def configure_optimizers(self):
@@ -124,11 +125,13 @@ class MeshRecoveryModule(L.LightningModule):
         update = (batch_idx + 1) % acc == 0
         if update:
             if self.cfg.optim.grad_clip > 0:
-                self.log("train/grad_norm", torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip))
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
             opts[0].step()
             opts[0].zero_grad()
         logs = {f"train/loss_{k}": v.detach() for k, v in terms.items()}
         logs["train/loss"] = total.detach()
+        if update and self.cfg.optim.grad_clip > 0:
+            logs["train/grad_norm"] = grad_norm
         if self.discriminator is not None and mocap is not None:
             pose, betas = mocap
             real = axis_angle_to_matrix(pose.reshape(-1, 23, 3).to(out.body_pose))
@@ -141,9 +144,17 @@ class MeshRecoveryModule(L.LightningModule):
                 opts[1].optimizer.step()
                 opts[1].optimizer.zero_grad()
             logs["train/loss_disc"] = d_loss.detach()
-        self.log_dict(logs, prog_bar=False, batch_size=len(batch))
         self.log("loss", total.detach(), prog_bar=True, logger=False, batch_size=len(batch))
+        if update and self.global_step % self.cfg.trainer.log_every == 0:
+            self._log_metrics(logs)
         return total
+
+    def _log_metrics(self, values: dict[str, torch.Tensor | float]) -> None:
+        """To the logger at the number of network updates done, from rank 0. Lightning's own step counter for
+        logs (batches that stepped) comes back one off after resuming from an epoch-end checkpoint, so the
+        step is given explicitly: a resumed run logs each step under the same number as an uninterrupted one."""
+        if self.logger is not None and self.global_rank == 0:
+            self.logger.log_metrics({k: float(v) for k, v in values.items()}, step=self.global_step)
 
     # ------------------------------------------------------------------------------------------- validation
     def validation_step(self, batch: Batch, batch_idx, dataloader_idx: int = 0):
@@ -152,13 +163,26 @@ class MeshRecoveryModule(L.LightningModule):
         scores = score_batch(protocol, out.to("cpu"), batch.to("cpu"), self.model.body_model.to("cpu"))
         self.model.body_model.to(self.device)
         for k in ("mpjpe", "pa_mpjpe", "pve", "pa_pve"):
-            if k in scores and torch.isfinite(scores[k]).any():
-                self.log(f"val/{k}", scores[k].nanmean().float(), batch_size=len(batch), sync_dist=True)
+            if k in scores:
+                v = scores[k][torch.isfinite(scores[k])]
+                total = self._val_sums.setdefault(k, torch.zeros(2, dtype=torch.float64))
+                total += torch.tensor([float(v.sum()), float(v.numel())], dtype=torch.float64)
         if batch_idx == 0 and len(self._val_images) < self.cfg.logging.val_images:
             self._val_images += _overlays(self.model, out, batch, self.cfg.logging.val_images - len(self._val_images))
 
     def on_validation_epoch_start(self):
         self._val_images = []
+        self._val_sums: dict[str, torch.Tensor] = {}
+
+    def on_validation_epoch_end(self):
+        """Means over all ranks' validation samples (mm), logged at the current step."""
+        sums = self._val_sums
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for k in sorted(sums):
+                t = sums[k].to(self.device)  # NCCL reduces GPU tensors only
+                torch.distributed.all_reduce(t)
+                sums[k] = t.cpu()
+        self._log_metrics({f"val/{k}": t[0] / t[1] for k, t in sums.items() if t[1] > 0})
 
 
 def _overlays(model, out, batch: Batch, n: int) -> list[np.ndarray]:

@@ -212,6 +212,8 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, body_model=
         run_dir.mkdir(parents=True, exist_ok=True)
         config_io.save_yaml(cfg, run_dir / "config.yaml")
     ckpt_dir = run_dir / "checkpoints"
+    for stale in ckpt_dir.glob(".*.ckpt"):  # the temporary file of a write that a kill interrupted
+        stale.unlink()
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     module = MeshRecoveryModule(cfg, body_model)
     adversarial = module.discriminator is not None and bool(cfg.data.mocap)

@@ -1,0 +1,185 @@
+"""Training: each family overfits one synthetic batch; hmr train end to end with its MLflow store; a run killed
+with SIGKILL resumes to the same steps and weights as an uninterrupted one; a damaged checkpoint falls back."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hmr.data import SampleDataset, collate
+from hmr.data.npz import NpzReader
+from hmr.data.synth import generate
+from hmr.training.config import TrainConfig, load_train_config
+from hmr.training.losses import SMPLER_WEIGHTS
+from hmr.training.module import MeshRecoveryModule
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_HMR2 = ["model.overrides={backbone: {depth: 1, embed_dim: 64, num_heads: 2}, head: {depth: 1, context_dim: 64, "
+             "dim: 128, heads: 2, dim_head: 32, mlp_dim: 128}}"]  # fmt: skip
+RUN = ["data.batch_size=2", "data.num_workers=0", "trainer.checkpoint_every=2", "trainer.val_every=2",
+       "trainer.val_batches=1", "trainer.log_every=1", "logging.val_images=2"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trainset")
+    generate(out, 12, seed=4, image_size=(200, 160), eval_fraction=0.25, people_per_image=1, shard_size=4, progress=False)
+    return out
+
+
+def _batch(synth, size, n=4):
+    ds = SampleDataset(NpzReader(synth / "eval" / "synth_eval.npz"), image_size=size)
+    return collate(list(ds)[:n])
+
+
+@pytest.mark.parametrize("family", ["hmr2", "smplpose"])
+def test_each_family_overfits_one_batch(synth, family):
+    torch.manual_seed(0)
+    if family == "hmr2":
+        cfg = load_train_config("hmr2_vit_s", TINY_HMR2 + ["loss.keypoints_3d=0.05"])
+        lr, size = 1e-3, 256
+    else:
+        cfg = load_train_config("smplpose_w32_stage2", ["model.init=", "model.overrides={backbone: {stem_blocks: 1, "
+                                "num_modules: [1, 1, 1], num_blocks: 1}, transformer: {dim: 32, heads: 2, mlp_dim: 64, "
+                                "num_blocks: 1, units_per_block: 1, dropout: 0.0, attn_dropout: 0.0}, "
+                                "regressor: {hidden: 64, dropout: 0.0}}"])  # fmt: skip
+        lr, size = 1e-3, 224
+        assert cfg.loss == SMPLER_WEIGHTS
+    module = MeshRecoveryModule(cfg)
+    batch = _batch(synth, size)
+    opt = torch.optim.Adam(module.model.parameters(), lr=lr)
+    losses = []
+    for _ in range(120):
+        total, terms, _ = module.forward_losses(batch)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        losses.append(float(total.detach()))
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1], {k: float(v) for k, v in terms.items()})
+
+
+def _train_cmd(synth, run_dir, name, steps, extra=()):
+    return [sys.executable, "-m", "hmr.cli", "train", "--config", "hmr2_vit_s", f"data.train={synth}",
+            f"data.val={synth}", f"trainer.max_steps={steps}", f"logging.run_dir={run_dir}",
+            f"logging.run_name={name}", *TINY_HMR2, *RUN, *extra]  # fmt: skip
+
+
+def _env(tmp):
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}",
+            "PYTHONPATH": str(ROOT)}  # fmt: skip
+
+
+def _weights(path):
+    from hmr.models.weights import read_safetensors
+
+    return read_safetensors(path)[0]
+
+
+def _history(uri, run_id, key):
+    from mlflow.tracking import MlflowClient
+
+    return {m.step: m.value for m in sorted(MlflowClient(uri).get_metric_history(run_id, key), key=lambda m: m.timestamp)}
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(synth, tmp_path):
+    env = _env(tmp_path)
+    uri = env["MLFLOW_TRACKING_URI"]
+    runs = tmp_path / "runs"
+    subprocess.run(_train_cmd(synth, runs, "straight", 6), env=env, check=True, capture_output=True, cwd=tmp_path)
+    victim = subprocess.Popen(_train_cmd(synth, runs, "killed", 6), env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    first = runs / "killed" / "checkpoints" / "step_00000002.ckpt"
+    deadline = time.time() + 300
+    while not first.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)  # mid-epoch 2: after the first checkpoint, before the end
+    victim.wait()
+    assert first.exists() and not (runs / "killed" / "model.safetensors").exists()
+    for ckpt in (runs / "killed" / "checkpoints").glob("*.ckpt"):  # under final names only complete files
+        torch.load(ckpt, map_location="cpu", weights_only=True)
+    done = subprocess.run([sys.executable, "-m", "hmr.cli", "train", "--config", "hmr2_vit_s", "--resume",
+                           str(runs / "killed")], env=env, capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "6 steps" in done.stdout
+    assert not list((runs / "killed" / "checkpoints").glob(".*"))  # an interrupted write's temporary file is gone
+    a, b = _weights(runs / "straight" / "model.safetensors"), _weights(runs / "killed" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    # The resumed run is the same MLflow run; every step's last value equals the uninterrupted run's.
+    ids = {n: (runs / n / "mlflow_run_id.txt").read_text().strip() for n in ("straight", "killed")}
+    straight, killed = _history(uri, ids["straight"], "train/loss"), _history(uri, ids["killed"], "train/loss")
+    assert sorted(killed) == sorted(straight) and len(straight) >= 3
+    for step, value in straight.items():
+        assert killed[step] == pytest.approx(value, rel=1e-4), step
+
+
+def test_hmr_train_end_to_end_logs_to_mlflow(synth, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from hmr.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the embedded store goes to ./mlruns
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    args = ["train", "--config", "hmr2_vit_s", f"data.train={synth}", f"--data.val={synth}", "trainer.max_steps=4",
+            "logging.run_name=e2e", *TINY_HMR2, *RUN]  # fmt: skip
+    assert main(args) == 0
+    run_dir = tmp_path / "runs" / "e2e"
+    assert (run_dir / "model.safetensors").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    run = client.get_run((run_dir / "mlflow_run_id.txt").read_text().strip())
+    assert {"train/loss", "val/mpjpe", "val/pa_mpjpe", "val/pve"} <= set(run.data.metrics)
+    assert run.data.params["model.name"] == "hmr2_vit_s"
+    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "model", "checkpoints", "val_images"} <= top
+    assert any(a.path.endswith(".png") for a in client.list_artifacts(run.info.run_id, "val_images"))
+    # The trained network loads like any other, for hmr eval / hmr demo.
+    from hmr.models import load_model
+
+    assert load_model(run_dir / "model.safetensors").config.name == "hmr2_vit_s"
+    with pytest.raises(FileExistsError, match="--resume"):
+        from hmr.training.run import train
+
+        train(load_train_config("hmr2_vit_s", [f"data.train={synth}", "logging.run_name=e2e", *TINY_HMR2, *RUN]))
+
+
+def test_damaged_last_checkpoint_falls_back_to_the_previous(tmp_path):
+    from hmr.training.run import pick_checkpoint
+
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    torch.save({"global_step": 2}, ckpts / "step_00000002.ckpt")
+    torch.save({"global_step": 4}, ckpts / "step_00000004.ckpt")
+    (ckpts / "last.ckpt").write_bytes((ckpts / "step_00000004.ckpt").read_bytes()[:100])  # cut short
+    with pytest.warns(UserWarning, match="last.ckpt: unreadable checkpoint"):
+        assert pick_checkpoint(ckpts) == ckpts / "step_00000004.ckpt"
+    (ckpts / "step_00000004.ckpt").write_bytes(b"garbage")
+    with pytest.warns(UserWarning):
+        assert pick_checkpoint(ckpts) == ckpts / "step_00000002.ckpt"
+
+
+def test_recipes_load_and_missing_data_fails_with_one_line(tmp_path):
+    from hmr.training.config import RECIPES
+    from hmr.training.run import train_loaders
+
+    names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
+    assert {"hmr2_vit_s", "hmr2_vit_h", "smplpose_w32_stage1", "smplpose_w32_stage2", "smplpose_w32_stage3",
+            "smplpose_w48_stage1", "smplpose_w48_stage2", "smplpose_w48_stage3"} <= set(names)  # fmt: skip
+    for n in names:
+        cfg = load_train_config(n)
+        assert isinstance(cfg, TrainConfig) and cfg.recipe == n
+    cfg = load_train_config("hmr2_vit_h", [f"data.root={tmp_path}"])
+    from hmr.data import DatasetLayoutError
+
+    with pytest.raises(DatasetLayoutError, match=r"h36m-train/000000\.tar: shard not found"):
+        train_loaders(cfg, adversarial=False)
+    with pytest.raises(FileNotFoundError, match="not a shipped recipe"):
+        load_train_config("nope")
+    assert np.isclose(sum(s.weight for s in load_train_config("hmr2_vit_h").data.train), 1.0)
