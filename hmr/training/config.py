@@ -35,7 +35,7 @@ class BodySection:
 
 @dataclass
 class OptimSection:
-    optimizer: str = "adamw"  # adamw (4D-Humans) or adam (SMPLer)
+    optimizer: str = "adamw"  # adamw (4D-Humans), adam (SMPLer), or sgd (momentum 0.9)
     lr: float = 1e-5
     weight_decay: float = 1e-4
     grad_clip: float = 0.0  # max gradient norm; 0: none (4D-Humans: none; Project_HMR: 1.0)
@@ -80,8 +80,8 @@ class TrainConfig:
     logging: LoggingSection = field(default_factory=LoggingSection)
 
     def validate(self) -> None:
-        if self.optim.optimizer not in ("adam", "adamw"):
-            raise ValueError(f"optim.optimizer: adam or adamw, got {self.optim.optimizer!r}")
+        if self.optim.optimizer not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"optim.optimizer: adam, adamw or sgd, got {self.optim.optimizer!r}")
         for key in ("max_steps", "val_every", "checkpoint_every", "accumulate", "log_every"):
             if getattr(self.trainer, key) < 1:
                 raise ValueError(f"trainer.{key} must be at least 1, got {getattr(self.trainer, key)}")

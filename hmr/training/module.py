@@ -95,10 +95,15 @@ class MeshRecoveryModule(L.LightningModule):
     # ------------------------------------------------------------------------------------------- optimisers
     def configure_optimizers(self):
         o = self.cfg.optim
-        make = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
-        opts = [make(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)]
+        def make(params):
+            if o.optimizer == "sgd":
+                return torch.optim.SGD(params, lr=o.lr, momentum=0.9, weight_decay=o.weight_decay)
+            cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
+            return cls(params, lr=o.lr, weight_decay=o.weight_decay)
+
+        opts = [make(self.model.parameters())]
         if self.discriminator is not None:
-            opts.append(make(self.discriminator.parameters(), lr=o.lr, weight_decay=o.weight_decay))
+            opts.append(make(self.discriminator.parameters()))
         return opts
 
     def _optimizers(self):
@@ -113,7 +118,10 @@ class MeshRecoveryModule(L.LightningModule):
         else:
             terms = L_.smpler_losses(out, batch, self.model, self.weights)
         if self.discriminator is not None and mocap is not None:
+            # The generator's term must not train the discriminator: its parameters are frozen while it scores.
+            self.discriminator.requires_grad_(False)
             terms["adversarial"] = L_.adversarial_generator_loss(self.discriminator(out.body_pose, out.betas[:, :10]))
+            self.discriminator.requires_grad_(True)
         return L_.weighted_total(terms, self.weights), terms, out
 
     def training_step(self, batch, batch_idx):
