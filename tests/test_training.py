@@ -232,3 +232,18 @@ def test_ranks_read_disjoint_shards(synth, monkeypatch):
     monkeypatch.delenv("RANK")
     monkeypatch.delenv("WORLD_SIZE")
     assert tars[0] | tars[1] == {a.key for _, a in TarReader(str(synth / "train")).iterate()}
+
+
+@pytest.mark.slow
+def test_the_documented_smoke_command_works_as_written(synth, tmp_path):
+    """``hmr train --config hmr2_vit_s data.train=DIR data.val=DIR trainer.max_steps=4``, from any folder: the
+    recipe's full-size network, batch and workers."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run([sys.executable, "-m", "hmr.cli", "train", "--config", "hmr2_vit_s", f"data.train={synth}",
+                           f"data.val={synth}", "trainer.max_steps=4"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ": 4 steps;" in done.stdout
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "model.safetensors").is_file() and (tmp_path / "mlruns" / "mlflow.db").is_file()
