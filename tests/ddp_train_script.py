@@ -16,7 +16,7 @@ from hmr.training.module import MeshRecoveryModule
 TINY = ["model.overrides={backbone: {depth: 1, embed_dim: 64, num_heads: 2, drop_path_rate: 0.0}, head: {depth: 1, "
         "context_dim: 64, dim: 128, heads: 2, dim_head: 32, mlp_dim: 128}}", "optim.optimizer=sgd", "optim.weight_decay=0",
         "loss.keypoints_3d=0.05", "loss.adversarial=0"]
-LR = 1e-4
+LR = 1e-2  # large enough that any difference in the batches shows far above the tolerance
 STEPS, PER_RANK = 3, 2
 
 

@@ -303,3 +303,11 @@ def test_training_dataset_from_config(tmp_path):
     assert len(samples) == 6 and samples[0].image.shape == (64, 64, 3)
     with pytest.raises(DatasetLayoutError):
         training_dataset(DataConfig(train=(DatasetSpec(path=str(tmp_path / "x{000000..000001}.tar")),)))
+
+
+def test_more_readers_than_shards_split_by_sample(tmp_path):
+    _good_shard(tmp_path / "000000.tar")
+    reader = TarReader(str(tmp_path / "000000.tar"), filters=FilterConfig(enabled=False))
+    loader = torch.utils.data.DataLoader(SampleDataset(reader, image_size=32), batch_size=1, num_workers=3, collate_fn=collate)
+    keys = [k for b in loader for k in b.key]
+    assert sorted(keys) == ["a0001/0", "a0001/1", "a0002/0"]  # each person once, though 2 workers had no shard

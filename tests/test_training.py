@@ -92,8 +92,11 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(synth, tmp_p
     env = _env(tmp_path)
     uri = env["MLFLOW_TRACKING_URI"]
     runs = tmp_path / "runs"
-    subprocess.run(_train_cmd(synth, runs, "straight", 6), env=env, check=True, capture_output=True, cwd=tmp_path)
-    victim = subprocess.Popen(_train_cmd(synth, runs, "killed", 6), env=env, cwd=tmp_path,
+    # Drop-path 0.8 on the second block: training draws random numbers; a learning rate large enough that a
+    # different draw (or sample) moves the weights by far more than the tolerance.
+    random = ["model.overrides.backbone.depth=2", "model.overrides.backbone.drop_path_rate=0.8", "optim.lr=0.001"]
+    subprocess.run(_train_cmd(synth, runs, "straight", 6, random), env=env, check=True, capture_output=True, cwd=tmp_path)
+    victim = subprocess.Popen(_train_cmd(synth, runs, "killed", 6, random), env=env, cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     first = runs / "killed" / "checkpoints" / "step_00000002.ckpt"
     deadline = time.time() + 300
@@ -102,7 +105,8 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(synth, tmp_p
     victim.send_signal(signal.SIGKILL)  # mid-epoch 2: after the first checkpoint, before the end
     victim.wait()
     assert first.exists() and not (runs / "killed" / "model.safetensors").exists()
-    for ckpt in (runs / "killed" / "checkpoints").glob("*.ckpt"):  # under final names only complete files
+    finals = [p for p in (runs / "killed" / "checkpoints").glob("*.ckpt") if not p.name.startswith(".")]
+    for ckpt in finals:  # under final names only complete files (a temporary one may be left by the kill)
         torch.load(ckpt, map_location="cpu", weights_only=True)
     done = subprocess.run([sys.executable, "-m", "hmr.cli", "train", "--config", "hmr2_vit_s", "--resume",
                            str(runs / "killed")], env=env, capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
@@ -112,7 +116,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(synth, tmp_p
     a, b = _weights(runs / "straight" / "model.safetensors"), _weights(runs / "killed" / "model.safetensors")
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6, msg=k)
     # The resumed run is the same MLflow run; every step's last value equals the uninterrupted run's.
     ids = {n: (runs / n / "mlflow_run_id.txt").read_text().strip() for n in ("straight", "killed")}
     straight, killed = _history(uri, ids["straight"], "train/loss"), _history(uri, ids["killed"], "train/loss")
@@ -205,7 +209,7 @@ def test_ddp_matches_one_process_on_the_combined_batches(tmp_path):
     start = MeshRecoveryModule(load_train_config("hmr2_vit_s", __import__("tests.ddp_train_script").ddp_train_script.TINY))
     moved = 0
     for k, v in a.items():
-        torch.testing.assert_close(v, b[k], rtol=1e-4, atol=2e-5, msg=k)
+        torch.testing.assert_close(v, b[k], rtol=1e-4, atol=1e-6, msg=k)
         moved += not torch.equal(v, start.model.state_dict()[k]) if v.is_floating_point() else 0
     assert moved > 10  # training changed the weights (the comparison is not between two untouched copies)
 
@@ -247,3 +251,20 @@ def test_the_documented_smoke_command_works_as_written(synth, tmp_path):
     assert ": 4 steps;" in done.stdout
     (run,) = (tmp_path / "runs").iterdir()
     assert (run / "model.safetensors").is_file() and (tmp_path / "mlruns" / "mlflow.db").is_file()
+
+
+def test_accumulating_two_half_batches_is_one_whole_batch(synth, tmp_path, monkeypatch):
+    from hmr.training.run import train
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    common = [f"data.train={synth}", "data.val=[]", "data.num_workers=0", "trainer.max_steps=2", "trainer.checkpoint_every=2",
+              "trainer.val_every=100", "optim.optimizer=sgd", "optim.lr=0.0001", "optim.weight_decay=0",
+              f"logging.run_dir={tmp_path}", "model.overrides={backbone: {depth: 1, embed_dim: 64, num_heads: 2, "
+              "drop_path_rate: 0.0}, head: {depth: 1, context_dim: 64, dim: 128, heads: 2, dim_head: 32, mlp_dim: 128}}"]
+    whole = train(load_train_config("hmr2_vit_s", [*common, "data.batch_size=4", "logging.run_name=whole"]))
+    halves = train(load_train_config("hmr2_vit_s", [*common, "data.batch_size=2", "trainer.accumulate=2",
+                                                    "logging.run_name=halves"]))  # fmt: skip
+    assert whole.global_step == halves.global_step == 2
+    a, b = _weights(whole.model_file), _weights(halves.model_file)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6, msg=k)

@@ -186,7 +186,9 @@ class SampleDataset(torch.utils.data.IterableDataset):
 class MixedDataset(torch.utils.data.IterableDataset):
     """Weighted sampling over datasets (4D-Humans' training mix): each sample comes from dataset ``i`` with
     probability ``weights[i] / sum(weights)``; each dataset repeats forever and an epoch is ``epoch_size``
-    samples over all ranks and workers; then a global shuffle buffer."""
+    samples over all ranks and workers; then a global shuffle buffer. It has no ``len()`` on purpose: the epoch
+    ends when its samples do, so a loop that restores a batch counter (Lightning after a resume) cannot cut
+    an epoch short."""
 
     def __init__(self, datasets: list[SampleDataset], weights: list[float], epoch_size: int, seed: int = 0,
                  shuffle_buffer: int = 4000):  # fmt: skip
@@ -209,9 +211,6 @@ class MixedDataset(torch.utils.data.IterableDataset):
         self.epoch = epoch
         for d in self.datasets:
             d.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return self.epoch_size
 
     def __iter__(self) -> Iterator[Sample]:
         rank, world = _rank_world()

@@ -66,6 +66,21 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
     return img[..., ::-1].copy()
 
 
+def _reader_index(split_by_node: bool) -> tuple[int, int]:
+    """(this reader's index, number of readers) over DDP ranks (when ``split_by_node``) and DataLoader workers."""
+    import torch
+
+    rank, world = 0, 1
+    if split_by_node:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        else:  # webdataset's own rule: the launcher's environment
+            rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    info = torch.utils.data.get_worker_info()
+    wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+    return rank * nw + wid, world * nw
+
+
 def _has_end_marker(path: str) -> bool:
     """A complete tar ends with two zero 512-byte blocks; one cut at a member boundary reads as a shorter,
     valid-looking archive without them."""
@@ -165,21 +180,26 @@ class TarReader:
             for item in self._one_pass(shuffle, (seed * 1_000_003 + epoch) * 1_000_003 + p, split_by_node):
                 got = True
                 yield item
-            if not got:
+            if resampled and not got:  # passes forever over nothing would never yield
                 raise DatasetLayoutError(
-                    f"{self.name}: this reader got no readable sample from its share of the {len(self.shards)} "
-                    "shards (with DDP ranks and DataLoader workers, each needs at least one good shard)"
+                    f"{self.name}: a reader (DDP rank x DataLoader worker) got no readable sample from its share "
+                    f"of the {len(self.shards)} shards; use fewer workers or more data"
                 )
 
     def _one_pass(self, shuffle: bool, seed: int, split_by_node: bool) -> Iterator[tuple[np.ndarray, Annotation]]:
         import webdataset as wds
 
+        reader, readers = _reader_index(split_by_node)
+        by_shard = len(self.shards) >= readers  # else every reader reads all shards and keeps its share of samples
         ds = wds.WebDataset(
             self.shards, handler=self._on_error, shardshuffle=100 if shuffle else False, seed=seed,
-            nodesplitter=wds.split_by_node if split_by_node else None, empty_check=False,
+            nodesplitter=wds.split_by_node if split_by_node and by_shard else None,
+            workersplitter=wds.split_by_worker if by_shard else None, empty_check=False,
         )  # fmt: skip
         url = None
-        for raw in ds:
+        for i, raw in enumerate(ds):
+            if not by_shard and i % readers != reader:
+                continue
             if raw.get("__url__") != url:
                 url = raw.get("__url__")
                 if url and not _has_end_marker(url):

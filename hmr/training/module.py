@@ -4,7 +4,8 @@ SMPLer's losses for SMPL-Pose (docs/training.md).
 Optimisation is manual (as Project_HMR's): one optimiser for the network and, with an adversarial weight, one
 for the discriminator, stepped after it on the same batch. Only the network's optimiser advances Lightning's
 ``global_step``, so ``trainer.max_steps`` counts network updates (4D-Humans counted both, so its "1M steps"
-are about 500k updates). Gradient accumulation is done here too (``trainer.accumulate`` batches per update).
+are about 500k updates). Gradient accumulation is done here too (``trainer.accumulate`` batches per update);
+since the losses are sums over samples, accumulating k batches of B is one batch of k B.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ class MeshRecoveryModule(L.LightningModule):
         opts = self._optimizers()
         acc = self.cfg.trainer.accumulate
         total, terms, out = self.forward_losses(batch, mocap)
-        self.manual_backward(total / acc)
+        self.manual_backward(total)  # the losses are sums over samples: accumulating batches adds them up
         update = (batch_idx + 1) % acc == 0
         if update:
             if self.cfg.optim.grad_clip > 0:
@@ -146,7 +147,7 @@ class MeshRecoveryModule(L.LightningModule):
             d_loss = self.weights.adversarial * L_.adversarial_discriminator_loss(
                 self.discriminator(out.body_pose.detach(), out.betas[:, :10].detach()),
                 self.discriminator(real, betas.to(out.betas)), len(batch))  # fmt: skip
-            self.manual_backward(d_loss / acc)
+            self.manual_backward(d_loss)
             if update:
                 # The raw optimiser: stepping the LightningOptimizer would advance global_step a second time.
                 opts[1].optimizer.step()
