@@ -31,6 +31,7 @@ _COMMANDS = {
     "train": ("hmr.apps.train", "train a network from a recipe (Lightning, MLflow, resumable)"),
     "ui": ("hmr.apps.ui", "open the MLflow UI on the training and evaluation store"),
     "model": ("hmr.models.cli", "mesh-recovery networks: list, inspect and convert checkpoints"),
+    "web": ("hmr.apps.web", "a local web page: upload a picture, see its 3D people"),
 }
 
 

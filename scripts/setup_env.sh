@@ -13,6 +13,15 @@ if ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q 'libEGL_mesa.so
     echo "setup_env.sh: hmr.render needs Mesa's EGL; install it with: sudo apt-get install $egl_pkgs" >&2
   fi
 fi
+# tests/test_web.py drives Debian's headless chromium through its chromedriver. Installed only when missing.
+if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
+  web_pkgs="chromium chromium-driver"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends $web_pkgs >/dev/null
+  else
+    echo "setup_env.sh: the browser test needs Debian's chromium; install it with: sudo apt-get install $web_pkgs" >&2
+  fi
+fi
 venv="$root/.venv"
 stamp="$venv/.hmr-setup-stamp"
 want="$(cat pyproject.toml requirements/*.txt scripts/setup_env.sh | sha256sum | cut -d' ' -f1)"
