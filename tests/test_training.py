@@ -268,3 +268,28 @@ def test_accumulating_two_half_batches_is_one_whole_batch(synth, tmp_path, monke
     a, b = _weights(whole.model_file), _weights(halves.model_file)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_initialisation_from_vitpose_weights_and_from_a_stage_1_checkpoint(tmp_path):
+    """model.backbone_init loads ViTPose-style weights ({'state_dict': {'backbone.*'}}); model.init loads the
+    stage-1 baseline's network into the stage-2 model (its keys; the transformer stays new)."""
+    from hmr.models import create_model, save_model
+    from hmr.training.module import build_network
+
+    cfg = load_train_config("hmr2_vit_s", TINY_HMR2)
+    donor = create_model("hmr2_vit_s", **cfg.model.overrides)
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in donor.backbone.state_dict().items()}}, tmp_path / "vitpose.pth")
+    cfg.model.backbone_init = str(tmp_path / "vitpose.pth")
+    net = build_network(cfg, donor.body_model)
+    for k, v in donor.backbone.state_dict().items():
+        assert torch.equal(net.backbone.state_dict()[k], v), k
+    small = {"backbone": {"stem_blocks": 1, "num_modules": [1, 1, 1], "num_blocks": 1}}
+    stage1 = create_model("smplpose_w32_baseline", **small)
+    save_model(stage1, tmp_path / "stage1.safetensors")
+    cfg2 = load_train_config("smplpose_w32_stage2", [f"model.init={tmp_path / 'stage1.safetensors'}",
+                                                     "model.overrides={backbone: {stem_blocks: 1, num_modules: [1, 1, 1], num_blocks: 1}}"])  # fmt: skip
+    full = build_network(cfg2, stage1.body_model)
+    shared = set(stage1.state_dict()) & set(full.state_dict())
+    assert len(shared) > 100 and any("transformer" in k for k in set(full.state_dict()) - shared)
+    for k in shared:
+        assert torch.equal(full.state_dict()[k], stage1.state_dict()[k]), k
