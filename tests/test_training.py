@@ -184,6 +184,12 @@ def test_recipes_load_and_missing_data_fails_with_one_line(tmp_path):
 
     with pytest.raises(DatasetLayoutError, match=r"h36m-train/000000\.tar: shard not found"):
         train_loaders(cfg, adversarial=False)
+    from hmr.training.run import train
+
+    cfg.logging.run_dir = str(tmp_path / "runs")
+    with pytest.raises(DatasetLayoutError, match=r"shard not found.*docs/training\.md"):
+        train(cfg)  # before any model is built (ViT-H would take minutes) or run folder made
+    assert not (tmp_path / "runs").exists()
     with pytest.raises(FileNotFoundError, match="not a shipped recipe"):
         load_train_config("nope")
     assert np.isclose(sum(s.weight for s in load_train_config("hmr2_vit_h").data.train), 1.0)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from hmr import config as config_io
-from hmr.data import MixedDataset, SampleDataset, collate, evaluation_dataset, open_reader
+from hmr.data import DatasetLayoutError, MixedDataset, SampleDataset, collate, evaluation_dataset, open_reader
 from hmr.data.datasets import stream_seed
 from hmr.training.config import TrainConfig
 
@@ -148,8 +148,6 @@ def train_loaders(cfg: TrainConfig, adversarial: bool):
     """The image stream (one epoch = one checkpoint interval) and, with the discriminator, the mocap stream."""
     d = cfg.data
     if not d.train:
-        from hmr.data import DatasetLayoutError
-
         raise DatasetLayoutError("data.train names no dataset (e.g. data.train=out/synth, a hmr data synth folder)")
     parts = [
         SampleDataset(open_reader(s, d.root, d.filters), d.image_size, d.augment, shuffle=True, repeat=True,
@@ -209,6 +207,17 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, body_model=
         run_dir = Path(cfg.logging.run_dir) / name
         if run_dir.exists() and any(run_dir.iterdir()):
             raise FileExistsError(f"{run_dir}: a run of that name exists; resume it with --resume {run_dir}")
+    # The data first: a missing dataset stops the run before any model is built or folder made.
+    from hmr.training.module import family_of
+
+    adversarial = family_of(cfg.model.name) == "hmr2" and cfg.loss.adversarial > 0 and bool(cfg.data.mocap)
+    try:
+        train_data = train_loaders(cfg, adversarial)
+        val = val_loaders(cfg)
+    except DatasetLayoutError as err:
+        root = f"data.root={cfg.data.root!r}" if cfg.data.root else "no data.root (paths are relative to here)"
+        raise DatasetLayoutError(f"{err}; {root}; where each recipe's data comes from: docs/training.md") from None
+    if resume is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         config_io.save_yaml(cfg, run_dir / "config.yaml")
     ckpt_dir = run_dir / "checkpoints"
@@ -216,7 +225,6 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, body_model=
         stale.unlink()
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     module = MeshRecoveryModule(cfg, body_model)
-    adversarial = module.discriminator is not None and bool(cfg.data.mocap)
     if module.discriminator is not None and not cfg.data.mocap:
         log.warning("no data.mocap (4D-Humans' cmu_mocap.npz): training without the adversarial term")
         module.discriminator = None
@@ -232,7 +240,6 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, body_model=
     checkpoints = ModelCheckpoint(dirpath=ckpt_dir, filename="step_{step:08d}", monitor="step", mode="max",
                                   save_top_k=cfg.trainer.keep_checkpoints, save_last=True, every_n_epochs=1,
                                   save_on_train_epoch_end=True, auto_insert_metric_name=False)  # fmt: skip
-    val = val_loaders(cfg)
     trainer = L.Trainer(
         max_steps=cfg.trainer.max_steps, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes, strategy=cfg.trainer.strategy, precision=_precision(cfg), logger=logger,
@@ -250,7 +257,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, body_model=
         if resume is None:
             logger.log_hyperparams(_flat(config_io.to_dict(cfg)))
             logger.experiment.log_artifact(logger.run_id, str(run_dir / "config.yaml"))
-    trainer.fit(module, train_dataloaders=train_loaders(cfg, adversarial), val_dataloaders=val or None,
+    trainer.fit(module, train_dataloaders=train_data, val_dataloaders=val or None,
                 ckpt_path=str(ckpt) if ckpt else None)  # fmt: skip
     if val and trainer.global_step % cfg.trainer.val_every:
         trainer.validate(module, dataloaders=val, verbose=False)  # the final weights are always validated
