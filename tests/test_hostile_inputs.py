@@ -735,10 +735,17 @@ def test_api_arrays_of_any_type(array, value):
 
 
 # -------------------------------------------------------------------------- signals (subprocesses)
+def _foreground_signals():
+    # A foreground command gets Ctrl-C; when the suite itself runs as a background job (``cmd &`` in a script),
+    # SIGINT arrives ignored and the child would inherit that.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args, out: Path):
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     return subprocess.Popen([sys.executable, "-m", "hmr.cli", "demo", *map(str, args), "--out", str(out)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_foreground_signals)  # fmt: skip
 
 
 def _wait_for(cond, proc, timeout=120.0):
