@@ -358,3 +358,23 @@ def test_missing_browser_skips_or_fails_under_ci(monkeypatch):
     monkeypatch.setenv("CI", "false")
     with pytest.raises(pytest.skip.Exception, match="chromium"):
         _browser()
+
+
+def test_a_killed_servers_temporary_folder_goes_at_the_next_start(fake, tmp_path):
+    """A server killed with SIGKILL cannot clean up; the next one removes folders whose owner process is gone
+    and leaves those of live servers alone."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / "hmr-web-stale"
+    (stale / "jobs").mkdir(parents=True)
+    (stale / web.OWNER_FILE).write_text(f"{dead.pid}\n")
+    live = tmp_path / "hmr-web-live"
+    live.mkdir()
+    (live / web.OWNER_FILE).write_text(f"{os.getpid()}\n")
+    service = fake()
+    try:
+        assert not stale.exists() and live.exists() and service.root.exists()
+        assert (service.root / web.OWNER_FILE).read_text().strip() == str(os.getpid())
+    finally:
+        service.close()
+    assert not service.root.exists()

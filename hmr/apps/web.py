@@ -180,6 +180,25 @@ class Job:
         return out
 
 
+OWNER_FILE = "owner.pid"
+
+
+def remove_stale_roots(parent: Path) -> list[Path]:
+    """Remove the temporary folders of ``hmr web`` servers that died without cleaning up (e.g. SIGKILL): those
+    whose owner process no longer exists. Returns what was removed."""
+    removed = []
+    for d in parent.glob("hmr-web-*"):
+        try:
+            pid = int((d / OWNER_FILE).read_text())
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        except (OSError, ValueError):  # no owner file yet, unreadable, or another user's live process
+            continue
+    return removed
+
+
 class Service:
     """Jobs, their queue, the worker process and the temporary files; no HTTP (see :func:`create_app`).
 
@@ -193,6 +212,8 @@ class Service:
         self.limits = limits or Limits()
         self.examples = examples
         self.root = Path(tempfile.mkdtemp(prefix="hmr-web-", dir=tmp_dir))
+        (self.root / OWNER_FILE).write_text(f"{os.getpid()}\n")
+        remove_stale_roots(self.root.parent)
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=self.limits.queue)
