@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,11 +17,12 @@ def run(args: argparse.Namespace) -> int:
     import subprocess
     import sys
 
-    from hmr.evaluation.report import default_tracking_uri
+    from hmr.evaluation.report import default_tracking_uri, sqlite_file
 
     uri = args.uri or default_tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
-        raise FileNotFoundError(f"{uri[len('sqlite:///'):]}: no MLflow store here yet (hmr train or hmr eval --mlflow make it)")
+    db = sqlite_file(uri)
+    if db is not None and not db.is_file():
+        raise FileNotFoundError(f"{db}: no MLflow store here yet (hmr train or hmr eval --mlflow make it)")
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]

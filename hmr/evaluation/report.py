@@ -141,18 +141,35 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlruns', 'mlflow.db').resolve()}"
 
 
+SQLITE = "sqlite:///"
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for a server or another store)."""
+    return Path(uri[len(SQLITE) :]) if uri.startswith(SQLITE) else None
+
+
+def open_store(uri: str | None = None) -> tuple[str, str | None]:
+    """(tracking URI, artifact location) of the store to log to (default :func:`default_tracking_uri`). An
+    embedded sqlite store gets its folder made and keeps artifacts beside it (``artifacts/``); a server keeps
+    its own (None)."""
+    uri = uri or default_tracking_uri()
+    db = sqlite_file(uri)
+    if db is None:
+        return uri, None
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return uri, (db.parent / "artifacts").resolve().as_uri()
+
+
 def log_mlflow(result: EvalResult, paths: dict[str, Path], uri: str | None = None) -> str:
     """Log one evaluation as an MLflow run (parameters, metrics, the report files); returns its run id."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
-    uri = uri or default_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    uri, artifacts = open_store(uri)
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(MLFLOW_EXPERIMENT) is None:
-        artifacts = Path(uri[len("sqlite:///") :]).parent / "artifacts" if uri.startswith("sqlite:///") else None
-        mlflow.create_experiment(MLFLOW_EXPERIMENT, artifact_location=artifacts.resolve().as_uri() if artifacts else None)
+        mlflow.create_experiment(MLFLOW_EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(MLFLOW_EXPERIMENT)
     with mlflow.start_run(run_name=f"{result.model} on {result.dataset}") as run:
         mlflow.log_params({"model": result.model, "checkpoint_hash": result.checkpoint_hash or "-",

@@ -81,7 +81,8 @@ class MeshRecoveryModule(L.LightningModule):
 
         self.cfg = cfg
         # Plain values only, so checkpoints load with torch.load(weights_only=True).
-        self.save_hyperparameters({"config": to_dict(cfg)})
+        # ``logger=False``: train() logs the config to MLflow itself, flattened, once.
+        self.save_hyperparameters({"config": to_dict(cfg)}, logger=False)
         self.automatic_optimization = False
         body = body_model if body_model is not None else load_body_model(
             cfg.body.smpl or None, joint_regressor_extra=cfg.body.smpl_j19 or None,
@@ -169,8 +170,8 @@ class MeshRecoveryModule(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx, dataloader_idx: int = 0):
         out = self.model(self.model.normalize(batch.images.float()))
         protocol = "synthetic" if bool(batch.has_camera.all()) and bool(batch.has_body_pose.all()) else "hmr2_3d"
-        scores = score_batch(protocol, out.to("cpu"), batch.to("cpu"), self.model.body_model.to("cpu"))
-        self.model.body_model.to(self.device)
+        # score_batch poses on the body model's device and scores on the CPU (float64).
+        scores = score_batch(protocol, out.to("cpu"), batch.to("cpu"), self.model.body_model)
         for k in ("mpjpe", "pa_mpjpe", "pve", "pa_pve"):
             if k in scores:
                 v = scores[k][torch.isfinite(scores[k])]

@@ -191,7 +191,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, body_model=
     L, _, ModelCheckpoint, _ = _lightning()
     from lightning.pytorch.loggers import MLFlowLogger
 
-    from hmr.evaluation.report import default_tracking_uri
+    from hmr.evaluation.report import open_store
     from hmr.models import save_model
     from hmr.training.module import MeshRecoveryModule
 
@@ -229,14 +229,11 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, body_model=
         log.warning("no data.mocap (4D-Humans' cmu_mocap.npz): training without the adversarial term")
         module.discriminator = None
 
-    uri = cfg.logging.mlflow_uri or default_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    uri, artifacts = open_store(cfg.logging.mlflow_uri or None)
     id_file = run_dir / MLFLOW_RUN_FILE
-    artifacts = Path(uri[len("sqlite:///") :]).parent / "artifacts" if uri.startswith("sqlite:///") else None
     logger = MLFlowLogger(experiment_name=cfg.logging.experiment, tracking_uri=uri, run_name=run_dir.name,
                           run_id=id_file.read_text().strip() if id_file.is_file() else None,
-                          artifact_location=artifacts.resolve().as_uri() if artifacts else None)  # fmt: skip
+                          artifact_location=artifacts)  # fmt: skip
     checkpoints = ModelCheckpoint(dirpath=ckpt_dir, filename="step_{step:08d}", monitor="step", mode="max",
                                   save_top_k=cfg.trainer.keep_checkpoints, save_last=True, every_n_epochs=1,
                                   save_on_train_epoch_end=True, auto_insert_metric_name=False)  # fmt: skip
