@@ -226,13 +226,14 @@ def test_ranks_read_disjoint_shards(synth, monkeypatch):
     from hmr.data import datasets as D
     from hmr.data.tars import TarReader
 
+    npz = synth / "eval" / "synth_eval.npz"
     keys = {}
     for rank in (0, 1):
-        monkeypatch.setattr(D, "_rank_world", lambda r=rank: (r, 2))
-        keys[rank] = [s.key for s in SampleDataset(NpzReader(synth / "eval" / "synth_eval.npz"), 64)]
+        monkeypatch.setattr(D, "rank_world", lambda r=rank: (r, 2))
+        keys[rank] = [s.key for s in SampleDataset(NpzReader(npz), 64)]
     assert keys[0] and keys[1] and not set(keys[0]) & set(keys[1])
-    monkeypatch.setattr(D, "_rank_world", lambda: (0, 1))
-    assert sorted(keys[0] + keys[1]) == sorted(s.key for s in SampleDataset(NpzReader(synth / "eval" / "synth_eval.npz"), 64))
+    monkeypatch.setattr(D, "rank_world", lambda: (0, 1))
+    assert sorted(keys[0] + keys[1]) == sorted(s.key for s in SampleDataset(NpzReader(npz), 64))
     tars = {}
     for rank in (0, 1):
         monkeypatch.setenv("RANK", str(rank))

@@ -21,6 +21,7 @@ from hmr.data.augment import AugmentConfig, make_sample
 from hmr.data.errors import BadSample, DatasetLayoutError, SkipCounter
 from hmr.data.fields import FilterConfig
 from hmr.data.sample import Sample
+from hmr.data.workers import rank_world, worker
 
 
 @dataclass
@@ -63,6 +64,7 @@ def _specs(value) -> tuple[DatasetSpec, ...]:
     return tuple(DatasetSpec(path=str(v)) if isinstance(v, (str, os.PathLike)) else v for v in items)
 
 
+SYNTH_META = "synth.json"  # what marks a folder written by hmr data synth
 SYNTH_SPLITS = {"train": "train", "val": os.path.join("eval", "synth_eval.npz")}
 
 
@@ -78,7 +80,7 @@ def open_reader(spec: DatasetSpec, root: str = "", filters: FilterConfig | None 
     TsvDataset, ``.tar`` / brace pattern / folder of tars -> TarReader; a folder written by ``hmr data
     synth`` gives its ``train/`` tars for ``split="train"`` and its ``eval/synth_eval.npz`` for ``"val"``."""
     path = resolve(spec.path, root)
-    if os.path.isfile(os.path.join(path, "synth.json")):
+    if os.path.isfile(os.path.join(path, SYNTH_META)):
         path = os.path.join(path, SYNTH_SPLITS[split])
     name = spec.name or None
     if path.endswith(".npz"):
@@ -98,17 +100,6 @@ def open_reader(spec: DatasetSpec, root: str = "", filters: FilterConfig | None 
         f"{path}: {what} (expected 4D-Humans .tar shards or a folder of them, a HMR 2.0 evaluation .npz, or a "
         "SMPLer TSV .yaml)"
     )
-
-
-def _rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _worker() -> tuple[int, int]:
-    info = torch.utils.data.get_worker_info()
-    return (info.id, info.num_workers) if info is not None else (0, 1)
 
 
 def stream_seed(*parts: int | str) -> int:
@@ -155,8 +146,8 @@ class SampleDataset(torch.utils.data.IterableDataset):
         return len(self.reader) if hasattr(self.reader, "__len__") else 0
 
     def _records(self, passes: int) -> Iterator:
-        rank, world = _rank_world()
-        wid, nw = _worker()
+        rank, world = rank_world()
+        wid, nw = worker()
         if hasattr(self.reader, "iterate"):  # tar shards: webdataset splits them by rank and worker
             yield from self.reader.iterate(self.shuffle, resampled=self.repeat, seed=self.seed, epoch=self.epoch)
             return
@@ -170,8 +161,8 @@ class SampleDataset(torch.utils.data.IterableDataset):
                     self.skips.add(skip)
 
     def __iter__(self) -> Iterator[Sample]:
-        rank, _ = _rank_world()
-        wid, _ = _worker()
+        rank, _ = rank_world()
+        wid, _ = worker()
         rng = np.random.default_rng(stream_seed(self.seed, self.epoch, rank, wid, self.name))
         records = self._records(passes=2**62 if self.repeat else 1)
         if self.shuffle:
@@ -213,8 +204,8 @@ class MixedDataset(torch.utils.data.IterableDataset):
             d.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[Sample]:
-        rank, world = _rank_world()
-        wid, nw = _worker()
+        rank, world = rank_world()
+        wid, nw = worker()
         rng = np.random.default_rng(stream_seed(self.seed, self.epoch, rank, wid, "mix"))
         count = self.epoch_size // (world * nw) + (rank * nw + wid < self.epoch_size % (world * nw))
         streams = [iter(d) for d in self.datasets]

@@ -30,21 +30,27 @@ class FilterConfig:
 
 
 def array(d: dict, key: str, shape: tuple[int, ...], where: str, default=None) -> np.ndarray:
-    """``d[key]`` as a finite float32 array of ``shape`` (``default`` when absent and one is given)."""
+    """``d[key]`` as a finite float32 array of ``shape`` (``default`` when absent and one is given). Leading
+    length-1 axes are dropped (``(1, 44, 3)``, SMPLer's nested joints) and a 1-D field may come in any layout of
+    its size; any other shape is refused rather than reshaped (which would scramble the values)."""
     if key not in d or d[key] is None:
         if default is None:
             raise BadSample("missing_key", f"{where}: no {key!r}")
         return np.asarray(default, np.float32)
     try:
-        a = np.asarray(d[key], dtype=np.float32)
-    except (TypeError, ValueError) as err:
+        a = np.asarray(d[key], dtype=np.float64)
+    except (TypeError, ValueError, OverflowError, RecursionError) as err:
         raise BadSample("bad_value", f"{where}: {key!r} is not numeric ({err})") from None
-    if a.size == int(np.prod(shape)) and a.shape != shape:
-        a = a.reshape(shape)  # (1, 44, 3) and the like
+    while a.ndim > len(shape) and a.shape[0] == 1:
+        a = a[0]
+    if len(shape) == 1 and a.size == shape[0]:
+        a = a.reshape(shape)
     if a.shape != shape:
         raise BadSample("bad_value", f"{where}: {key!r} has shape {a.shape}, expected {shape}")
-    if not np.all(np.isfinite(a)):
-        raise BadSample("non_finite", f"{where}: {key!r} holds NaN or Inf")
+    with np.errstate(over="ignore"):
+        a = a.astype(np.float32)
+    if not np.all(np.isfinite(a)):  # after the cast: 1e308 is a finite float64 but Inf in float32
+        raise BadSample("non_finite", f"{where}: {key!r} holds NaN or Inf (in float32)")
     return a
 
 

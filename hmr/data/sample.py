@@ -143,6 +143,12 @@ class Batch:
     def __len__(self) -> int:
         return len(self.key)
 
+    def normalised_keypoints_2d(self) -> torch.Tensor:
+        """(B, 44, 3): the 2D keypoints in HMR 2.0's normalised crop units (``pixels / S - 0.5``), confidence last."""
+        kp = self.keypoints_2d.clone()
+        kp[..., :2] = kp[..., :2] / self.images.shape[-1] - 0.5
+        return kp
+
     def to(self, *args, **kwargs) -> Batch:
         """The batch with its tensors moved (``Tensor.to`` arguments); strings stay."""
         return Batch(**{f.name: _to(getattr(self, f.name), args, kwargs) for f in fields(self)})

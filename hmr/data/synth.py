@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from hmr.body import SMPL_JOINT_NAMES, BodyModel, load_body_model
+from hmr.data.datasets import SYNTH_META, SYNTH_SPLITS
 from hmr.data.people import sample_betas, sample_category, sample_pose
 from hmr.geometry import Camera, axis_angle_to_matrix, matrix_to_axis_angle
 from hmr.io.atomic import atomic_path
@@ -52,7 +53,7 @@ DEFAULT_IMAGE_SIZES = ((640, 480), (480, 640), (512, 512))
 MIN_VISIBLE_PX = 30
 TRUNCATED_FRACTION = 0.25  # share of people placed where the image border may cut them
 BOX_EXPAND = 1.2
-EVAL_NAME = "synth_eval.npz"
+EVAL_NAME = os.path.basename(SYNTH_SPLITS["val"])  # the readers find both splits by these names
 _IMAGE_EXT = (".jpg", ".jpeg", ".png")
 
 # Skin tones (RGB) from light to dark; a person's tone is a random blend of two neighbours.
@@ -422,7 +423,7 @@ def generate(out_dir: str | os.PathLike, num_images: int, *, body_model: BodyMod
     n_eval = int(round(num_images * eval_fraction))
     n_train = num_images - n_eval
     shards = [list(range(n_eval + s, min(n_eval + s + shard_size, num_images))) for s in range(0, n_train, shard_size)]
-    train_dir, eval_dir = out / "train", out / "eval"
+    train_dir, eval_dir = out / SYNTH_SPLITS["train"], out / os.path.dirname(SYNTH_SPLITS["val"])
     train_dir.mkdir(parents=True, exist_ok=True)
     for stale in train_dir.glob(".*.tar.tmp"):  # left by an interrupted run
         stale.unlink()
@@ -479,7 +480,7 @@ def generate(out_dir: str | os.PathLike, num_images: int, *, body_model: BodyMod
         "counts": {"train_images": n_train, "eval_images": n_eval, "train_people": train_people,
                    "eval_people": eval_people, "shards": len(shards)},
     }  # fmt: skip
-    with atomic_path(out / "synth.json") as tmp:
+    with atomic_path(out / SYNTH_META) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     return summary
 

@@ -19,6 +19,7 @@ import numpy as np
 from hmr.data.errors import BadSample, DatasetLayoutError, SkipCounter
 from hmr.data.fields import FilterConfig, apply_filters, fitting_loss, person_annotation
 from hmr.data.sample import Annotation
+from hmr.data.workers import reader_index
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")  # 4D-Humans renames jpg;jpeg;png to jpg
 
@@ -64,21 +65,6 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
     if img is None or img.ndim != 3 or min(img.shape[:2]) < 1:
         raise BadSample("corrupt_image", f"{where}: image does not decode")
     return img[..., ::-1].copy()
-
-
-def _reader_index(split_by_node: bool) -> tuple[int, int]:
-    """(this reader's index, number of readers) over DDP ranks (when ``split_by_node``) and DataLoader workers."""
-    import torch
-
-    rank, world = 0, 1
-    if split_by_node:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        else:  # webdataset's own rule: the launcher's environment
-            rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    info = torch.utils.data.get_worker_info()
-    wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-    return rank * nw + wid, world * nw
 
 
 def _has_end_marker(path: str) -> bool:
@@ -189,7 +175,7 @@ class TarReader:
     def _one_pass(self, shuffle: bool, seed: int, split_by_node: bool) -> Iterator[tuple[np.ndarray, Annotation]]:
         import webdataset as wds
 
-        reader, readers = _reader_index(split_by_node)
+        reader, readers = reader_index(split_by_node)
         by_shard = len(self.shards) >= readers  # else every reader reads all shards and keeps its share of samples
         ds = wds.WebDataset(
             self.shards, handler=self._on_error, shardshuffle=100 if shuffle else False, seed=seed,

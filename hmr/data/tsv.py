@@ -36,6 +36,7 @@ import numpy as np
 import yaml
 
 from hmr.data.errors import BadSample, DatasetLayoutError
+from hmr.data.fields import array
 from hmr.data.sample import J24_TO_44, NUM_KEYPOINTS, Annotation
 from hmr.data.tars import decode_image
 
@@ -316,15 +317,15 @@ class TsvDataset:
 
     def _annotation(self, label: dict, key: str, path: Path, row: int) -> Annotation:
         where = f"{path}: row {row} ({key})"
-        center = _array(label, "center", (2,), where)
-        scale = float(_array(label, "scale", (1,), where)[0])
+        center = array(label, "center", (2,), where)
+        scale = float(array(label, "scale", (1,), where)[0])
         if scale <= 0:
             raise BadSample("bad_value", f"{where}: scale {scale} is not positive")
         kps = []
         for name, flag, k in (("2d_joints", "has_2d_joints", 3), ("3d_joints", "has_3d_joints", 4)):
             # Without its flag: 2D joints are always needed, 3D joints count when present.
             has = _flag(label, flag, 1.0 if name == "2d_joints" or name in label else 0.0, where)
-            joints = _optional(has, label, name, (24, k), where, nested=True)
+            joints = _optional(has, label, name, (24, k), where)
             out = np.zeros((NUM_KEYPOINTS, k), np.float32)
             out[list(J24_TO_44)] = joints
             out[:, -1] *= has
@@ -372,33 +373,11 @@ def _parse_hw(line: bytes, path: Path, row: int) -> tuple[int, int]:
         raise BadSample("bad_value", f"{path}: row {row} hw is {text[:40]!r}, expected height/width") from None
 
 
-def _array(label: dict, name: str, shape: tuple[int, ...], where: str, nested: bool = False) -> np.ndarray:
-    """Field ``name`` as float32 of ``shape`` (a leading 1 dropped when ``nested``; a 1-D shape may come
-    as any array of that size)."""
-    if label.get(name) is None:
-        raise BadSample("missing_key", f"{where}: label has no {name!r}")
-    try:
-        a = np.asarray(label[name], dtype=np.float64)
-    except (ValueError, TypeError, OverflowError, RecursionError):
-        raise BadSample("bad_value", f"{where}: {name!r} is not numeric") from None
-    if nested and a.ndim == len(shape) + 1 and a.shape[0] == 1:
-        a = a[0]
-    if len(shape) == 1 and a.size == shape[0]:
-        a = a.reshape(shape)
-    if a.shape != shape:
-        raise BadSample("bad_value", f"{where}: {name!r} has shape {a.shape}, expected {shape}")
-    with np.errstate(over="ignore"):
-        a = a.astype(np.float32)
-    if not np.all(np.isfinite(a)):  # after the cast: 1e308 is finite in JSON but Inf in float32
-        raise BadSample("non_finite", f"{where}: {name!r} holds NaN or Inf (in float32)")
-    return a
-
-
-def _optional(has: float, label: dict, name: str, shape, where: str, nested: bool = False) -> np.ndarray:
+def _optional(has: float, label: dict, name: str, shape, where: str) -> np.ndarray:
     """A field its ``has_`` flag gates: required when the flag is set; otherwise kept when valid, else zeros
     (unused ground truth must not carry NaN into the losses, where 0 * NaN is NaN)."""
     try:
-        return _array(label, name, shape, where, nested)
+        return array(label, name, shape, where)
     except BadSample:
         if has:
             raise

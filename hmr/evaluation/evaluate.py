@@ -87,13 +87,13 @@ def file_hash(path: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
-def _pose(body, mesh) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """(vertices, joints, keypoint sets) of the body model posed with a MeshOutput's or a batch's SMPL
+def _pose(body, mesh) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(vertices, keypoint sets) of the body model posed with a MeshOutput's or a batch's SMPL
     parameters, camera-frame orientation, no translation."""
     dt, dev = body.v_template.dtype, body.v_template.device
     with torch.no_grad():
         out = body(*(t.to(dev, dt) for t in mesh))
-    return out.vertices.double().cpu(), out.joints.double().cpu(), {k: v.double().cpu() for k, v in out.keypoints.items()}
+    return out.vertices.double().cpu(), {k: v.double().cpu() for k, v in out.keypoints.items()}
 
 
 def _keypoints44(body, kps: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -108,18 +108,16 @@ def _keypoints44(body, kps: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def score_batch(protocol: str, pred, batch: Batch, body) -> dict[str, torch.Tensor]:
     """Per-sample scores of one batch (predicted crops only): metric -> (B,) and metric_joints -> (B, J)."""
-    pv, _, pk = _pose(body, (pred.global_orient, pred.body_pose, pred.betas))
+    pv, pk = _pose(body, (pred.global_orient, pred.body_pose, pred.betas))
     out: dict[str, torch.Tensor] = {}
     if protocol in ("hmr2_3d", "synthetic"):
         out.update(protocols.hmr2_3d(_keypoints44(body, pk), batch.keypoints_3d.double()))
     if protocol in ("hmr2_pck", "synthetic"):
-        s = float(batch.images.shape[-1])
-        gt = batch.keypoints_2d.double().clone()
-        gt[..., :2] = gt[..., :2] / s - 0.5
+        gt = batch.normalised_keypoints_2d().double()
         pred2d = _crop_keypoints(pred, _keypoints44(body, pk), batch)
         out.update(protocols.hmr2_pck(pred2d, gt, batch.bbox_expand_factor.double()))
     if protocol == "synthetic":  # meshes of one body model: both centred on their own pelvis (joint 39)
-        gv, _, gk = _pose(body, (batch.global_orient[:, None], batch.body_pose, batch.betas))
+        gv, gk = _pose(body, (batch.global_orient[:, None], batch.body_pose, batch.betas))
         i = protocols.HMR2_PELVIS
         pv_c = pv - _keypoints44(body, pk)[:, i : i + 1]
         gv_c = gv - _keypoints44(body, gk)[:, i : i + 1]
@@ -131,7 +129,7 @@ def score_batch(protocol: str, pred, batch: Batch, body) -> dict[str, torch.Tens
                 f"body model {body.name!r} has no H36M joint regressor: SMPLer's protocol regresses the 17 H36M "
                 "joints from the mesh; give J_regressor_h36m.npy (--h36m-regressor)"
             )
-        gv, _, gk = _pose(body, (batch.global_orient[:, None], batch.body_pose, batch.betas))
+        gv, gk = _pose(body, (batch.global_orient[:, None], batch.body_pose, batch.betas))
         res = protocols.smpler_3d(pk["h36m17"], batch.keypoints_3d.double()[:, list(J24_TO_44)], pv, gv,
                                   pk["h36m17"][:, 0], gk["h36m17"][:, 0])  # fmt: skip
         has_smpl = batch.has_body_pose.bool()
@@ -153,11 +151,11 @@ def _crop_keypoints(pred, kp44: torch.Tensor, batch: Batch) -> torch.Tensor:
     return uv / s - 0.5
 
 
-def _predictor(model, image_size: int | None) -> Predictor:
+def _predictor(model) -> Predictor:
     if isinstance(model, Predictor):
         return model
     if isinstance(model, str) and model == "fit":
-        return FittingPredictor(image_size=image_size or 256)
+        return FittingPredictor()
     if isinstance(model, torch.nn.Module):
         return NetworkPredictor(model)
     raise TypeError(f"evaluate() takes a network, 'fit' or a Predictor, not {type(model).__name__}")
@@ -188,7 +186,7 @@ def evaluate(
     large set can be evaluated across interruptions."""
     from tqdm import tqdm
 
-    predictor = _predictor(model, None)
+    predictor = _predictor(model)
     body = body_model if body_model is not None else predictor.body_model
     name = getattr(dataset, "name", None) or str(dataset)
     if isinstance(dataset, SampleDataset):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hmr.data import DatasetLayoutError, DatasetSpec
+from hmr.data.datasets import SYNTH_META, SYNTH_SPLITS
 
 DATA_ROOT_ENV = "HMR_DATA_ROOT"
 
@@ -59,8 +60,8 @@ def resolve_set(name_or_path: str, data_root: str | os.PathLike | None = None, i
     if not path.exists():
         known = ", ".join(EVAL_SETS)
         raise DatasetLayoutError(f"{name_or_path}: no such file and not an evaluation set name ({known})")
-    if path.is_dir() and (path / "synth.json").is_file():  # a folder written by hmr data synth
-        path = path / "eval" / "synth_eval.npz"
+    if path.is_dir() and (path / SYNTH_META).is_file():  # a folder written by hmr data synth
+        path = path / SYNTH_SPLITS["val"]
     spec = DatasetSpec(path=str(path), image_root=image_root)
     if path.suffix in (".yaml", ".yml"):
         return spec, "smpler_3d", path.stem

@@ -40,13 +40,6 @@ SMPLER_WEIGHTS = LossWeights(keypoints_3d=0.0, keypoints_2d=0.0, global_orient=0
                              rotations=50.0)  # fmt: skip
 
 
-def normalised_keypoints_2d(batch: Batch) -> torch.Tensor:
-    """(B, 44, 3): the batch's 2D keypoints in normalised crop units, confidence last."""
-    kp = batch.keypoints_2d.clone()
-    kp[..., :2] = kp[..., :2] / batch.images.shape[-1] - 0.5
-    return kp
-
-
 def keypoint_2d_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """4D-Humans: L1 x confidence, summed over keypoints and coordinates and over the batch (no mean)."""
     return (gt[..., 2:] * (pred - gt[..., :2]).abs()).sum()
@@ -71,7 +64,7 @@ def hmr2_losses(out, batch: Batch, w: LossWeights) -> dict[str, torch.Tensor]:
     gt_bp = axis_angle_to_matrix(batch.body_pose.reshape(-1, 23, 3).to(out.body_pose))
     terms = {}
     if w.keypoints_2d:
-        terms["keypoints_2d"] = keypoint_2d_loss(out.keypoints_2d, normalised_keypoints_2d(batch).to(out.keypoints_2d))
+        terms["keypoints_2d"] = keypoint_2d_loss(out.keypoints_2d, batch.normalised_keypoints_2d().to(out.keypoints_2d))
     if w.keypoints_3d:
         terms["keypoints_3d"] = keypoint_3d_loss(out.keypoints_3d, batch.keypoints_3d.to(out.keypoints_3d))
     if w.global_orient:
@@ -116,7 +109,7 @@ def smpler_losses(out, batch: Batch, model, w: LossWeights) -> dict[str, torch.T
 
         f = pred_body.vertices.new_full((rot.shape[0],), model.config.focal_length / model.config.image_size)
         pred2d = perspective_projection(pred_j14, out.pred_cam_t, f)
-        gt2d = normalised_keypoints_2d(batch).to(rot)[:, list(J24_TO_44)][:, list(J24_TO_J14)]
+        gt2d = batch.normalised_keypoints_2d().to(rot)[:, list(J24_TO_44)][:, list(J24_TO_J14)]
         terms["joints_2d_j14"] = (gt2d[..., 2:] * (pred2d - gt2d[..., :2]) ** 2).mean()
     if w.rotations:
         terms["rotations"] = (has[:, None, None, None] * (rot - gt_rot).abs()).sum() / (n_smpl * 24 * 9)
