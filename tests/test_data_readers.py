@@ -311,3 +311,18 @@ def test_more_readers_than_shards_split_by_sample(tmp_path):
     loader = torch.utils.data.DataLoader(SampleDataset(reader, image_size=32), batch_size=1, num_workers=3, collate_fn=collate)
     keys = [k for b in loader for k in b.key]
     assert sorted(keys) == ["a0001/0", "a0001/1", "a0002/0"]  # each person once, though 2 workers had no shard
+
+
+def test_field_shapes_nested_kept_transposed_refused():
+    from hmr.data import BadSample
+    from hmr.data.fields import array
+
+    kp = np.arange(44 * 3, dtype=np.float32).reshape(44, 3)
+    assert np.array_equal(array({"k": kp[None]}, "k", (44, 3), "x"), kp)  # (1, 44, 3): SMPLer-style nesting
+    assert array({"c": [[1.0], [2.0]]}, "c", (2,), "x").tolist() == [1.0, 2.0]  # a 1-D field in any layout
+    with pytest.raises(BadSample, match=r"has shape \(3, 44\)") as err:
+        array({"k": kp.T}, "k", (44, 3), "x")  # same size, wrong layout: refused, not scrambled
+    assert err.value.reason == "bad_value"
+    with pytest.raises(BadSample) as err:
+        array({"k": [1e308, 0.0]}, "k", (2,), "x")  # finite in float64, Inf in float32
+    assert err.value.reason == "non_finite"
