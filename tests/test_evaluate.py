@@ -2,6 +2,7 @@
 fitting pipeline and hmr eval run and report; resuming, set names and licensed-file errors."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -123,6 +124,7 @@ def test_set_names_and_licensed_files(body, synth_npz, tmp_path, monkeypatch):
 
 def test_hmr_eval_fit_runs_and_reports(synth_npz, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = tmp_path / "report"
     assert main(["eval", "--model", "fit", "--dataset", str(synth_npz), "--out", str(out), "--limit", "3",
                  "--mlflow"]) == 0  # fmt: skip
@@ -135,6 +137,7 @@ def test_hmr_eval_fit_runs_and_reports(synth_npz, tmp_path, capsys, monkeypatch)
                  "synth_eval__fit_hist.png"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     assert (tmp_path / "mlruns" / "mlflow.db").is_file()
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # mlflow exports it; the next run's default must not change
     assert not list(out.glob(".*.partial.npz"))  # the resume state goes once the report is written
     main(["eval", "--model", "fit", "--dataset", str(synth_npz), "--out", str(out), "--limit", "1"])
     rows = (out / "history.csv").read_text().splitlines()
@@ -209,3 +212,21 @@ def test_smpler_protocol_end_to_end_on_a_tsv_set(tmp_path):
     no_reg = BodyModel.from_arrays(synthetic_smpl_arrays(num_vertices=6890), "smpl-test")
     with pytest.raises(KeypointSetUnavailableError, match="J_regressor_h36m.npy"):
         evaluate(Truth(no_reg), "3DPW-TEST-SMPLER", data_root=str(tmp_path), progress=False)
+
+
+def test_logging_a_run_leaves_the_default_store_alone(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri exports $MLFLOW_TRACKING_URI; logging one run must not make its store the
+    default of the next run in the same process."""
+    from hmr.evaluation.report import default_tracking_uri, tracking_env
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    import mlflow
+
+    with tracking_env():
+        mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}")
+    assert default_tracking_uri() == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///kept.db")
+    with tracking_env():
+        mlflow.set_tracking_uri("sqlite:///changed.db")
+    assert default_tracking_uri() == "sqlite:///kept.db"

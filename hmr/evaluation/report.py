@@ -8,6 +8,7 @@ row per run, keyed by model, checkpoint hash, dataset and protocol, like 4D-Huma
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -23,6 +24,7 @@ HISTORY = "history.csv"
 HISTORY_FIELDS = ("time", "model", "checkpoint_hash", "dataset", "protocol", "samples", "scored",
                   *sorted({m for ms in PROTOCOLS.values() for m in ms}), "samples_per_s")  # fmt: skip
 MLFLOW_EXPERIMENT = "hmr-eval"
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
 
 def stem(result: EvalResult) -> str:
@@ -138,7 +140,7 @@ def _save(fig, path: Path, write_bytes) -> Path:
 def default_tracking_uri() -> str:
     """The embedded MLflow store training and evaluation share: ``$MLFLOW_TRACKING_URI`` when set, else the
     sqlite file ``mlruns/mlflow.db`` in the working directory (no server)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlruns', 'mlflow.db').resolve()}"
+    return os.environ.get(TRACKING_ENV) or f"sqlite:///{Path('mlruns', 'mlflow.db').resolve()}"
 
 
 SQLITE = "sqlite:///"
@@ -161,9 +163,29 @@ def open_store(uri: str | None = None) -> tuple[str, str | None]:
     return uri, (db.parent / "artifacts").resolve().as_uri()
 
 
+@contextlib.contextmanager
+def tracking_env():
+    """Restores ``$MLFLOW_TRACKING_URI`` after the block: ``mlflow.set_tracking_uri`` (also called by
+    Lightning's logger) exports the URI there, which would make one run's store the default of every later
+    run in this process (:func:`default_tracking_uri` reads it)."""
+    before = os.environ.get(TRACKING_ENV)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(TRACKING_ENV, None)
+        else:
+            os.environ[TRACKING_ENV] = before
+
+
 def log_mlflow(result: EvalResult, paths: dict[str, Path], uri: str | None = None) -> str:
     """Log one evaluation as an MLflow run (parameters, metrics, the report files); returns its run id."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    with tracking_env():
+        return _log_mlflow(result, paths, uri)
+
+
+def _log_mlflow(result: EvalResult, paths: dict[str, Path], uri: str | None) -> str:
     import mlflow
 
     uri, artifacts = open_store(uri)

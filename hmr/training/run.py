@@ -187,7 +187,14 @@ def _precision(cfg: TrainConfig) -> str:
 
 def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, body_model=None) -> RunResult:
     """Train as ``cfg`` says; ``resume``: a run folder (or its name under ``logging.run_dir``) to continue."""
+    from hmr.evaluation.report import tracking_env
+
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    with tracking_env():
+        return _train(cfg, resume, body_model)
+
+
+def _train(cfg: TrainConfig, resume: str | os.PathLike | None, body_model) -> RunResult:
     L, _, ModelCheckpoint, _ = _lightning()
     from lightning.pytorch.loggers import MLFlowLogger
 
