@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.report import machine, table, write_section  # noqa: E402
+from benchmarks.report import machine, table, timed_ms, write_section  # noqa: E402
 from hmr.body import SMPL_JOINT_NAMES, BodyModel  # noqa: E402
 from hmr.body.default import default_model_path  # noqa: E402
 from hmr.geometry import Camera  # noqa: E402
@@ -51,16 +50,6 @@ def body_pose(spec: dict[str, tuple[float, float, float]]) -> torch.Tensor:
     return pose
 
 
-def _median_ms(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def measure(rounds: int) -> str:
     from tools.build_default_body import AnnyRig, build_default_body, fidelity, heldout_explained_variance
 
@@ -84,7 +73,7 @@ def measure(rounds: int) -> str:
     for bsz in (1, 64):
         inp = {"body_pose": torch.randn(bsz, 23, 3) * 0.3, "betas": torch.randn(bsz, 10)}
         with torch.no_grad():
-            speed.append(f"{_median_ms(lambda i=inp: m32(**i), rounds):.1f}")
+            speed.append(f"{timed_ms(lambda i=inp: m32(**i), rounds)[0]:.1f}")
     size_mb = default_model_path().stat().st_size / 1e6
     rows = [
         ["mean vertex distance to Anny's skinning, 20 random poses and adult phenotypes",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -23,6 +25,17 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def timed_ms(fn, reps: int = 5) -> tuple[float, float]:
+    """(median, best) milliseconds of ``reps`` calls of ``fn`` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), min(times)
 
 
 def write_section(name: str, markdown: str) -> None:

@@ -23,14 +23,14 @@ from hmr.version import __version__
 
 # name -> (module providing add_arguments(parser) and setting args.run, one-line help)
 _COMMANDS = {
-    "body": ("hmr.body.cli", "body models: inspect one"),
+    "body": ("hmr.body.cli", "body models: inspect one, export to ONNX"),
     "data": ("hmr.apps.data", "datasets: check one, render a synthetic set"),
     "config": ("hmr.apps.config", "the pipeline's settings: show the resolved config"),
     "eval": ("hmr.apps.eval", "score a network or the fitting pipeline on an evaluation set"),
     "demo": ("hmr.apps.demo", "3D people from images, folders, videos or a camera"),
     "train": ("hmr.apps.train", "train a network from a recipe (Lightning, MLflow, resumable)"),
     "ui": ("hmr.apps.ui", "open the MLflow UI on the training and evaluation store"),
-    "model": ("hmr.models.cli", "mesh-recovery networks: list, inspect and convert checkpoints"),
+    "model": ("hmr.models.cli", "mesh-recovery networks: list, inspect, convert, export to ONNX"),
     "web": ("hmr.apps.web", "a local web page: upload a picture, see its 3D people"),
 }
 

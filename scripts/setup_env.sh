@@ -22,9 +22,29 @@ if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
     echo "setup_env.sh: the browser test needs Debian's chromium; install it with: sudo apt-get install $web_pkgs" >&2
   fi
 fi
+want="$(cat pyproject.toml requirements/*.txt scripts/setup_env.sh | sha256sum | cut -d' ' -f1)"
+# The tools that check the exports (tests/test_animation_export.py), as users open the files:
+# Blender as a Python module in its own venv (bpy pins numpy<2 on Python 3.11), driven as a subprocess;
+# the Khronos glTF validator from npm (node is needed; apt installs it when missing).
+bpy_venv="$root/.venv-bpy"
+if [ ! -x "$bpy_venv/bin/python" ] || [ "$(cat "$bpy_venv/.hmr-setup-stamp" 2>/dev/null)" != "$want" ]; then
+  [ -x "$bpy_venv/bin/python" ] || python3 -m venv "$bpy_venv"
+  "$bpy_venv/bin/python" -m pip install --quiet --disable-pip-version-check "bpy==$(cat requirements/bpy-version.txt)"
+  echo "$want" > "$bpy_venv/.hmr-setup-stamp"
+fi
+if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+node_dir="$root/.node"
+if command -v npm >/dev/null && [ "$(cat "$node_dir/.hmr-setup-stamp" 2>/dev/null)" != "$want" ]; then
+  mkdir -p "$node_dir"
+  npm install --silent --no-audit --no-fund --prefix "$node_dir" "gltf-validator@$(cat requirements/gltf-validator-version.txt)" >/dev/null
+  echo "$want" > "$node_dir/.hmr-setup-stamp"
+elif ! command -v npm >/dev/null; then
+  echo "setup_env.sh: the glTF export test needs node and npm; install them (apt-get install nodejs npm)" >&2
+fi
 venv="$root/.venv"
 stamp="$venv/.hmr-setup-stamp"
-want="$(cat pyproject.toml requirements/*.txt scripts/setup_env.sh | sha256sum | cut -d' ' -f1)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi

@@ -253,3 +253,17 @@ def test_body_command_help(capsys):
     with pytest.raises(SystemExit):
         main(["body", "--help"])
     assert "load a body model and print its structure" in capsys.readouterr().out
+
+
+def test_only_the_keypoint_sets_asked_for_are_computed():
+    model = BodyModel.from_arrays(synthetic_smpl_arrays(num_vertices=6890), name="smpl-sized")
+    inputs = _random_inputs(3, torch.float32)
+    full = model(**inputs)
+    assert set(full.keypoints) == set(model.keypoint_set_names) == {"openpose25"}
+    none = model(**inputs, keypoint_sets=())
+    assert none.keypoints == {} and torch.equal(none.vertices, full.vertices)
+    with pytest.raises(KeypointSetUnavailableError, match="'openpose25' was not computed.*keypoint_sets"):
+        none.keypoint_set("openpose25")
+    assert torch.equal(model(**inputs, keypoint_sets=["openpose25"]).keypoint_set("openpose25"), full.keypoints["openpose25"])
+    with pytest.raises(KeypointSetUnavailableError, match="'h36m17' is not defined"):
+        model(**inputs, keypoint_sets=["h36m17"])

@@ -74,7 +74,7 @@ def test_config_precedence_defaults_file_flags_overrides(tmp_path, capsys):
     assert main(argv) == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["detector"] == {"threshold": 0.4, "tiles": False, "box_only_min_score": 0.8}
-    assert cfg["camera"]["focal"] == 1000.0 and cfg["outputs"]["mesh_formats"] == ["obj", "glb"]
+    assert cfg["camera"]["focal"] == 1000.0 and cfg["outputs"]["formats"] == ["obj", "glb"]
     assert cfg["outputs"]["max_pixels"] == 7
     assert main(["config", "show", "--config", str(tmp_path / "c.yaml"), "--tracking.max_age=3"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)

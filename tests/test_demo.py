@@ -17,6 +17,7 @@ from hmr.io.video import read_video
 from hmr.pipeline import Pipeline, PipelineConfig
 from hmr.pipeline.config import DetectorSection, NetworkSection, OutputsSection
 from hmr.pipeline.records import reprojection_error
+from tests.test_animation_export import gltf_scene
 
 ROOT = Path(__file__).resolve().parent.parent
 BASKETBALL = ROOT / "examples/basketball1.png"
@@ -41,7 +42,8 @@ def pipeline():
 @pytest.fixture(scope="module")
 def image_run(pipeline, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    frame = Demo(pipeline, out, OutputsSection(mesh_formats=("obj", "ply", "glb"))).image(BASKETBALL, "basketball1")
+    outputs = OutputsSection(formats=("obj", "ply", "glb", "skinned", "bvh"))
+    frame = Demo(pipeline, out, outputs).image(BASKETBALL, "basketball1")
     return out, frame
 
 
@@ -86,6 +88,12 @@ def test_image_outputs_match_schema(image_run, pipeline):
             assert len(mesh.vertices) == pipeline.body_model.num_vertices
         obj = trimesh.load(out / person["files"]["obj"], process=False)
         np.testing.assert_allclose(obj.vertices * [1, -1, -1], npz["vertices"][i], atol=1e-4)
+        # the rigged files pose the person's own joints where the toolkit put them (camera frame)
+        assert person["files"]["skinned"] == f"basketball1_person{i}_skinned.glb"
+        scene = gltf_scene((out / person["files"]["skinned"]).read_bytes())
+        np.testing.assert_allclose(scene["joints"][0], body["joints_3d"], atol=1e-4)
+        np.testing.assert_allclose(scene["vertices"][0], npz["vertices"][i], atol=1e-4)
+        assert (out / person["files"]["bvh"]).read_text().startswith("HIERARCHY")
     assert npz["boxes"].shape == (2, 4) and npz["keypoints_2d"].shape == (2, 33, 3)
     assert npz["global_orient"].shape == (2, 1, 3, 3) and npz["body_pose_axis_angle"].shape == (2, nj - 1, 3)
     assert npz["vertices"].shape == (2, pipeline.body_model.num_vertices, 3)
@@ -192,7 +200,7 @@ def test_video_tracks_and_smoothing(pipeline, tmp_path):
     """The woman walking through the whole clip keeps one track id; smoothing lowers joint acceleration."""
     import imageio.v2 as imageio
 
-    rec = Demo(pipeline, tmp_path).video(CLIP, "clip", max_frames=12)
+    rec = Demo(pipeline, tmp_path, OutputsSection(formats=("skinned", "bvh"))).video(CLIP, "clip", max_frames=12)
     assert rec["num_frames"] == 12
     full = [t for t in rec["people"] if t["first_frame"] == 0 and t["last_frame"] == 11]
     assert full, "someone visible in every frame keeps one track"
@@ -206,6 +214,14 @@ def test_video_tracks_and_smoothing(pipeline, tmp_path):
     assert len(npz["frame"]) == sum(len(t["frames"]) for t in rec["people"])
     reader = imageio.get_reader(tmp_path / "clip.mp4")
     assert reader.count_frames() == 12
+    # one rigged file pair per track, keyed at its frames, its root on the toolkit's smoothed pelvis
+    for t in rec["people"]:
+        scene = gltf_scene((tmp_path / t["files"]["skinned"]).read_bytes())
+        keyed = [f["frame"] for f in t["frames"] if f["smoothed"] is not None]
+        np.testing.assert_allclose(scene["times"], np.array(keyed) / rec["fps"], atol=1e-5)
+        rows = (npz["track_id"] == t["track_id"]) & npz["has_mesh"]
+        np.testing.assert_allclose(scene["joints"][:, 0], npz["smoothed_joints"][rows][:, 0], atol=1e-4)
+        assert t["files"]["bvh"] == f"clip_track{t['track_id']}.bvh" and (tmp_path / t["files"]["bvh"]).is_file()
 
 
 def test_camera_stream_is_injectable_and_stoppable(pipeline, tmp_path):
@@ -294,3 +310,50 @@ def test_smpl_file_is_used_and_recorded(tmp_path):
     Demo(p, tmp_path / "o", OutputsSection(pictures=False)).image(BASKETBALL, "b", boxes=_one_box())
     rec = json.loads((tmp_path / "o/b.json").read_text())
     assert rec["body_model"] == "user-model" and rec["people"][0]["status"] == "mesh"
+
+
+def test_writer_thread_gives_the_sequential_outputs(cli, pipeline, tmp_path, monkeypatch):
+    """``hmr demo`` writes each picture in a writer thread while computing the next: the files equal those of
+    computing and writing one input after the other, and each write overlaps the next input's compute."""
+    import threading
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        (src / name).write_bytes(BASKETBALL.read_bytes())
+    seq = Demo(pipeline, tmp_path / "seq")
+    for name in ("a", "b", "c"):
+        seq.image(src / f"{name}.png", name, boxes=_one_box())
+    events, cond = [], threading.Condition()
+    compute, write = Demo.compute_image, Demo.write_image
+
+    def watched_compute(self, *args, **kwargs):
+        with cond:
+            events.append("compute")
+            cond.notify_all()
+        return compute(self, *args, **kwargs)
+
+    def watched_write(self, job):
+        with cond:
+            k = events.count("write start")
+            events.append("write start")
+            # hold the write until the next input's compute starts (2 s at most: sequential code never does)
+            cond.wait_for(lambda: events.count("compute") >= k + 2, timeout=2)
+        write(self, job)
+        with cond:
+            events.append("write end")
+
+    monkeypatch.setattr(Demo, "compute_image", watched_compute)
+    monkeypatch.setattr(Demo, "write_image", watched_write)
+    assert cli(src, "--out", tmp_path / "thr", "--boxes", "29,81,159,477") == 0
+    # b and c were computed while a and b were being written
+    computes = [i for i, e in enumerate(events) if e == "compute"]
+    ends = [i for i, e in enumerate(events) if e == "write end"]
+    assert len(computes) == len(ends) == 3 and computes[1] < ends[0] and computes[2] < ends[1]
+    seq_files = sorted(p.name for p in (tmp_path / "seq").iterdir())
+    assert seq_files == sorted(p.name for p in (tmp_path / "thr").iterdir())
+    for name in ("a", "b", "c"):
+        a, b = (json.loads((tmp_path / d / f"{name}.json").read_text()) for d in ("seq", "thr"))
+        assert a["people"] == b["people"] and a["files"] == b["files"]
+        with np.load(tmp_path / "seq" / f"{name}.npz") as x, np.load(tmp_path / "thr" / f"{name}.npz") as y:
+            assert x.files == y.files and all(np.array_equal(x[k], y[k], equal_nan=x[k].dtype.kind == "f") for k in x.files)

@@ -547,9 +547,11 @@ def test_fewer_people_removes_the_stale_person_files_only(cli, tmp_path):
     assert cli(img, "--out", out, "--boxes", "0,0,50,50;60,0,110,50", "--mesh-format", "obj", "ply")[0] == 0
     assert len(json.loads((out / "w.json").read_text())["people"]) == 2
     # pretend the earlier run meshed both people (box-only people have no mesh files)
-    for f in ("w_person0.obj", "w_person1.obj", "w_person1.ply", "w_person7.glb"):
+    for f in ("w_person0.obj", "w_person1.obj", "w_person1.ply", "w_person7.glb", "w_person1_skinned.glb",
+              "w_person2.bvh", "w_track3.glb", "w_track12.bvh"):  # fmt: skip
         (out / f).write_text("old")
-    unrelated = ["w_person1.obj.bak", "w_person1_notes.txt", "notes.txt", "ww_person1.obj", "w_personX.obj"]
+    unrelated = ["w_person1.obj.bak", "w_person1_notes.txt", "notes.txt", "ww_person1.obj", "w_personX.obj",
+                 "w_track.glb", "w_track3.obj", "w_person1_skinned.obj"]  # fmt: skip
     for f in unrelated:
         (out / f).write_text("mine")
     rc, _, err = cli(img, "--out", out, "--boxes", "0,0,50,50", "--overwrite")

@@ -12,6 +12,8 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +24,34 @@ from hmr.apps.inputs import boxes_for, collect_inputs, output_stems, parse_boxes
 from hmr.apps.live import Window
 from hmr.apps.outputs import Painter, file_sha256, palette, prepare_out_dir, read_record, remove_stale_staging, staging
 from hmr.detection import Detections
-from hmr.io.exports import MESH_FORMATS, VideoWriter, write_json, write_mesh, write_npz, write_png
+from hmr.io.exports import (
+    ANIMATION_FORMATS,
+    MESH_FORMATS,
+    OUTPUT_FORMATS,
+    VideoWriter,
+    write_json,
+    write_mesh,
+    write_npz,
+    write_png,
+)
 from hmr.io.images import MAX_PIXELS, read_image
 from hmr.io.video import camera_frames, is_video, read_video
+from hmr.models.precision import PRECISIONS
 from hmr.pipeline import FrameResult, Pipeline, PipelineConfig
-from hmr.pipeline.config import OutputsSection
+from hmr.pipeline.animation import image_animation, video_animations
+from hmr.pipeline.config import RUNTIMES, OutputsSection
 from hmr.pipeline.records import body_arrays, frame_arrays, frame_record, person_record
+
+
+@dataclass
+class ImageJob:
+    """One picture computed and not yet written."""
+
+    path: Path
+    stem: str
+    image: np.ndarray
+    frame: FrameResult
+    digest: str
 
 
 class Demo:
@@ -51,15 +75,25 @@ class Demo:
     # ----------------------------------------------------------------------------------------- images
     def image(self, path: Path, stem: str, boxes: Detections | None = None) -> FrameResult | None:
         """One picture; returns None when skipped because its outputs already exist."""
+        job = self.compute_image(path, stem, boxes)
+        if job is None:
+            return None
+        self.write_image(job)
+        return job.frame
+
+    def compute_image(self, path: Path, stem: str, boxes: Detections | None = None) -> ImageJob | None:
+        """The pipeline's part of :meth:`image` (None: already done); :meth:`write_image` writes it, which
+        ``hmr demo`` runs in a writer thread beside the next input's compute."""
         digest = self._pending(path, stem)
         if digest is None:
             return None
         image = read_image(path, self.outputs.max_pixels)
-        frame = self.pipeline(image, boxes=boxes)
-        self._write_frame(image, frame, stem, str(path), "image", digest)
-        if not frame.people:
-            warn(f"{path}: nobody found in the picture (outputs written with an empty people list)")
-        return frame
+        return ImageJob(path, stem, image, self.pipeline(image, boxes=boxes), digest)
+
+    def write_image(self, job: ImageJob) -> None:
+        self._write_frame(job.image, job.frame, job.stem, str(job.path), "image", job.digest)
+        if not job.frame.people:
+            warn(f"{job.path}: nobody found in the picture (outputs written with an empty people list)")
 
     def _write_frame(self, image: np.ndarray, frame: FrameResult, stem: str, source: str, kind: str,
                      digest: str | None) -> None:  # fmt: skip
@@ -73,9 +107,12 @@ class Demo:
             for i, (p, b) in enumerate(zip(frame.people, bodies, strict=True)):
                 pfiles = {}
                 if b is not None:
-                    for fmt in self.outputs.mesh_formats:
+                    for fmt in (f for f in self.outputs.formats if f in MESH_FORMATS):
                         pfiles[fmt] = f"{name}_person{i}.{fmt}"
                         write_mesh(tmp / pfiles[fmt], b["vertices"], self.faces, color=palette(i))
+                    if set(self.outputs.formats) & set(ANIMATION_FORMATS):
+                        anim = image_animation(p.mesh, self.pipeline.body_model, frame.camera, palette(i), name=f"person{i}")
+                        pfiles.update(write_animation(tmp, f"{name}_person{i}", anim.animation, self.outputs.formats, False))
                 people.append(person_record(i, p, b, pfiles))
             if self.painter is not None:
                 write_png(tmp / f"{name}_overlay.png", self.painter.overlay(image, frame, meshes, self.faces))
@@ -167,6 +204,13 @@ class Demo:
                 warn(f"{source}: the video ended early: {session.frames} of its {declared} declared frames "
                       "could be read (truncated or damaged); outputs cover those")  # fmt: skip
             record, arrays = session.records(source, self.faces)
+            if set(self.outputs.formats) & set(ANIMATION_FORMATS):
+                tracks = video_animations(session.rows, self.pipeline.body_model, fps, camera=session.last.camera,
+                                          colors={r["track_id"]: palette(r["track_id"]) for r in session.rows})  # fmt: skip
+                for person in record["people"]:
+                    tid = person["track_id"]
+                    person["files"] = {} if tid not in tracks else write_animation(
+                        tmp, f"{name}_track{tid}", tracks[tid].animation, self.outputs.formats, True)  # fmt: skip
             record.update({"frames_declared": declared, "ended_early": early, "input_sha256": digest})
             record["files"] = {"json": f"{name}.json", "npz": f"{name}.npz"}
             if self.painter is not None:
@@ -176,13 +220,28 @@ class Demo:
         return record
 
 
+def write_animation(folder: Path, prefix: str, animation, formats, video: bool) -> dict[str, str]:
+    """The rigged files of one person (``<prefix>_skinned.glb``; a video track's ``<prefix>.glb``) and/or
+    ``<prefix>.bvh`` that ``formats`` asks for; returns format -> file name."""
+    from hmr.io.bvh import write_bvh
+    from hmr.io.gltf import write_skinned_glb
+
+    names = {"skinned": f"{prefix}.glb" if video else f"{prefix}_skinned.glb", "bvh": f"{prefix}.bvh"}
+    writers = {"skinned": write_skinned_glb, "bvh": write_bvh}
+    files = {f: names[f] for f in formats if f in ANIMATION_FORMATS}
+    for fmt, file in files.items():
+        writers[fmt](folder / file, animation)
+    return files
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 # Flags of ``hmr demo`` -> the config keys they set (flags win over --config, dotted overrides over flags).
 FLAG_KEYS = {
     "device": "device", "focal": "camera.focal", "intrinsics": "camera.intrinsics", "checkpoint": "network.checkpoint",
-    "refine": "network.refine", "smpl": "body.smpl", "smpl_j19": "body.smpl_j19", "mesh_format": "outputs.mesh_formats",
+    "refine": "network.refine", "smpl": "body.smpl", "smpl_j19": "body.smpl_j19", "formats": "outputs.formats",
     "tiles": "detector.tiles", "threshold": "detector.threshold", "detect_every": "tracking.detect_every",
-    "overwrite": "outputs.overwrite", "max_pixels": "outputs.max_pixels",
+    "overwrite": "outputs.overwrite", "max_pixels": "outputs.max_pixels", "runtime": "network.runtime",
+    "precision": "network.precision",
 }  # fmt: skip
 
 
@@ -213,7 +272,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--refine", action="store_true", default=None, help="with --checkpoint: refine by fitting to the keypoints")
     g.add_argument("--smpl", help="SMPL model file (.pkl/.npz) instead of the bundled default body model (body.smpl)")
     g.add_argument("--smpl-j19", help="with --smpl and --checkpoint: SMPL_to_J19.pkl (body.smpl_j19)")
-    g.add_argument("--mesh-format", nargs="+", choices=MESH_FORMATS, help="mesh files per person (outputs.mesh_formats)")
+    g.add_argument("--runtime", choices=RUNTIMES, help="network runtime: torch, or onnx for an exported .onnx "
+                   "checkpoint (network.runtime; default auto: by the checkpoint's suffix)")  # fmt: skip
+    g.add_argument("--precision", choices=PRECISIONS, help="network precision: fp32, bf16, or auto: bf16 where the "
+                   "CPU/GPU has it natively (network.precision)")  # fmt: skip
+    g.add_argument("--formats", "--mesh-format", dest="formats", nargs="+", choices=OUTPUT_FORMATS,
+                   help="files per person: obj ply glb meshes, skinned (animated .glb), bvh (outputs.formats)")  # fmt: skip
     g.add_argument("--no-tiles", dest="tiles", action="store_false", default=None,
                    help="images: skip the tiled pass that finds small people (detector.tiles=false)")  # fmt: skip
     g.add_argument("--threshold", type=float, help="detector score threshold (detector.threshold; default 0.2)")
@@ -285,24 +349,57 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for err in missing:
         warn(f"{error_line(err)}; skipped")
-    done = skipped = 0
-    failed = len(missing)
+    counts = {"done": 0, "skipped": 0, "failed": len(missing)}
+
+    def attempt(path: Path, work: Callable[[], object]) -> tuple[object, bool]:
+        """(result, True), or (None, False) once a failure is reported: one bad input never stops the others."""
+        try:
+            return work(), True
+        except Exception as err:
+            if args.debug:
+                traceback.print_exc()
+            warn(f"{error_line(err, path)}; skipped")
+            counts["failed"] += 1
+            return None, False
+
+    def count(path: Path, stem: str, result) -> None:
+        if result is None:
+            counts["skipped"] += 1
+        else:
+            counts["done"] += 1
+            print(f"{path}: done -> {args.out / stem}.json", flush=True)
+
+    # A picture's files are written (rendering included) by a writer thread while the next input is
+    # computed: one write at a time; a video starts once the writes before it have ended.
+    writer = ThreadPoolExecutor(1, thread_name_prefix="hmr-demo-write")
+    writing: list[tuple[Path, str, Future]] = []
+
+    def finish_writing() -> None:
+        while writing:
+            path, stem, fut = writing.pop()
+            _, ok = attempt(path, fut.result)
+            if ok:
+                count(path, stem, True)
+
     try:
         for path, stem in zip(inputs, output_stems(inputs, paths), strict=True):
-            try:
-                res = demo.video(path, stem, args.max_frames) if is_video(path) else demo.image(path, stem, boxes_for(boxes, path))
-            except Exception as err:  # one bad input never stops the others
-                if args.debug:
-                    traceback.print_exc()
-                warn(f"{error_line(err, path)}; skipped")
-                failed += 1
-                continue
-            if res is None:
-                skipped += 1
+            if is_video(path):
+                finish_writing()
+                rec, ok = attempt(path, lambda: demo.video(path, stem, args.max_frames))  # noqa: B023
             else:
-                done += 1
-                print(f"{path}: done -> {args.out / stem}.json", flush=True)
+                rec, ok = attempt(path, lambda: demo.compute_image(path, stem, boxes_for(boxes, path)))  # noqa: B023
+                finish_writing()
+                if ok and rec is not None:
+                    writing.append((path, stem, writer.submit(demo.write_image, rec)))
+                    continue
+            if ok:
+                count(path, stem, rec)
+        finish_writing()
     finally:
+        for *_, fut in writing:  # interrupted: the write in flight completes (or fails) as a whole first
+            fut.exception()
+        writer.shutdown()
+        done, skipped, failed = counts["done"], counts["skipped"], counts["failed"]
         print(f"hmr demo: {done} done, {skipped} already done, {failed} failed; outputs in {args.out}", flush=True)
     if failed and not done and not skipped:
         print("hmr: error: no input could be processed", file=sys.stderr)

@@ -100,9 +100,10 @@ def staging(out_dir: Path, name: str):
 
 def previous_files(out_dir: Path, name: str) -> set[str]:
     """An earlier run's files of output ``name`` in ``out_dir``: those its JSON lists (plain names of this
-    output only) and any ``<name>_person<N>.<mesh format>`` (left by an interrupted run)."""
-    person = re.compile(rf"{re.escape(name)}_person\d+\.({'|'.join(MESH_FORMATS)})")
-    found = {f.name for f in out_dir.glob(f"{glob.escape(name)}_person*") if person.fullmatch(f.name)}
+    output only) and any per-person or per-track file (``<name>_person<N>.<format>``, ``..._skinned.glb``,
+    ``<name>_track<N>.glb|bvh``) left by an interrupted run."""
+    person = re.compile(rf"{re.escape(name)}_(person\d+(\.({'|'.join(MESH_FORMATS)}|bvh)|_skinned\.glb)|track\d+\.(glb|bvh))")
+    found = {f.name for f in out_dir.glob(f"{glob.escape(name)}_*") if person.fullmatch(f.name)}
     rec = read_record(out_dir / f"{name}.json") or {}
     listed = [rec.get("files")] + [p.get("files") for p in rec.get("people") or [] if isinstance(p, dict)]
     for files in listed:

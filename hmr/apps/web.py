@@ -108,7 +108,7 @@ class DemoRunner:
         pipeline = self.pipelines[job["model"]]
         if job["focal"] is not None:
             pipeline = FocalPipeline(pipeline, job["focal"])
-        outputs = OutputsSection(mesh_formats=MESH_FORMATS, pictures=True, overwrite=True, max_pixels=job["max_pixels"])
+        outputs = OutputsSection(formats=MESH_FORMATS, pictures=True, overwrite=True, max_pixels=job["max_pixels"])
         demo = Demo(pipeline, job["out"], outputs)
         os.chdir(job["in"])  # the records and messages then name the upload as the user called it
         path = Path(job["name"])

@@ -88,7 +88,9 @@ def _world_transforms(
     rotmats: torch.Tensor, rest_joints: torch.Tensor, parents: list[int], levels: list[list[int]]
 ) -> torch.Tensor:
     """World transforms [R | t] (B,J,3,4): one (3x4)@(4x4) product per tree level, in level order."""
-    plan = _fk_plan(tuple(parents), tuple(map(tuple, levels)), rotmats.device)
+    # While tracing (ONNX export) the plan's tensors would be the tracer's: never cache those.
+    plan_fn = _fk_plan.__wrapped__ if torch.compiler.is_compiling() else _fk_plan
+    plan = plan_fn(tuple(parents), tuple(map(tuple, levels)), rotmats.device)
     b = rotmats.shape[0]
     rot = rotmats.index_select(1, plan.order)
     rest = rest_joints.index_select(1, plan.order)
@@ -109,6 +111,14 @@ def forward_kinematics(
     """Local rotations (B,J,3,3) and rest joints (B,J,3) -> world rotations (B,J,3,3), posed joints (B,J,3)."""
     world = _world_transforms(rotmats, rest_joints, parents, levels)
     return world[..., :3], world[..., 3]
+
+
+def shaped_rest_joints(betas: torch.Tensor, j_template: torch.Tensor, j_shapedirs: torch.Tensor) -> torch.Tensor:
+    """Rest-pose joints (B, J, 3) for betas (B, k): ``j_template`` (J, 3) + ``j_shapedirs`` (J, 3, >= k) @ betas.
+    One expression for :func:`skin` and ``BodyModel.posed_joints``, so that both give the same bits."""
+    nj, n = j_template.shape[0], betas.shape[1]
+    out = torch.addmm(j_template.reshape(1, -1), betas, j_shapedirs.reshape(nj * 3, -1)[:, :n].T)
+    return out.view(betas.shape[0], nj, 3)
 
 
 def _pack(w: torch.Tensor) -> torch.Tensor:
@@ -304,8 +314,7 @@ def skin(
         feats.append((rotmats[:, 1:] - eye).reshape(b, 9 * (nj - 1)))
     # (B, 3, V): rest-pose vertices with shape and pose blend shapes, in one product.
     x = _Linear.apply(torch.cat(feats, 1), consts.dirs, consts.bias, consts.dirs_packed).view(b, 3, weights.shape[0])
-    rest_joints = torch.addmm(j_template.reshape(1, -1), betas, j_shapedirs.reshape(nj * 3, -1)[:, :n].T)
-    rest_joints = rest_joints.view(b, nj, 3)
+    rest_joints = shaped_rest_joints(betas, j_template, j_shapedirs)
     world = _world_transforms(rotmats, rest_joints, parents, levels)
     rot, joints = world[..., :3], world[..., 3]
     # Skinning transform of joint j maps a rest-pose point p to R_j p + (t_j - R_j J_j); the extra

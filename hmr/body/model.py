@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from hmr.body.keypoints import (
     KeypointSet,
     smpl_openpose25,
 )
-from hmr.body.lbs import forward_kinematics, kinematic_levels, skin
+from hmr.body.lbs import forward_kinematics, kinematic_levels, shaped_rest_joints, skin
 from hmr.geometry.rotation import as_rotation_matrices, axis_angle_to_matrix
 from hmr.io.arrays import load_npy, load_npz
 from hmr.io.atomic import atomic_path
@@ -41,8 +42,8 @@ class BodyModelOutput:
     """Posed body, in metres, in the body model's frame plus ``transl``.
 
     vertices: (B, V, 3). joints: (B, J, 3) kinematic joints (SMPL: 24, order in docs/conventions.md).
-    rotmats: (B, J, 3, 3) local joint rotations used. keypoints: name -> (B, K, 3) for every set the
-    model defines; ``keypoint_set(name)`` raises a clear error for one it does not.
+    rotmats: (B, J, 3, 3) local joint rotations used. keypoints: name -> (B, K, 3) for every set asked for
+    (by default every set the model defines); ``keypoint_set(name)`` raises a clear error for one missing.
     """
 
     vertices: torch.Tensor
@@ -50,12 +51,18 @@ class BodyModelOutput:
     rotmats: torch.Tensor
     keypoints: dict[str, torch.Tensor] = field(default_factory=dict)
     model_name: str = ""
+    defined: tuple[str, ...] = ()  # every keypoint set the model defines
 
     def keypoint_set(self, name: str) -> torch.Tensor:
         if name not in self.keypoints:
+            if name in self.defined:
+                raise KeypointSetUnavailableError(
+                    f"keypoint set {name!r} was not computed (this output holds {sorted(self.keypoints) or 'none'});"
+                    f" ask body model {self.model_name!r} for it with keypoint_sets=[...]"
+                )
             raise KeypointSetUnavailableError(
                 f"keypoint set {name!r} is not defined for body model {self.model_name!r} "
-                f"(it defines: {sorted(self.keypoints) or 'none'})"
+                f"(it defines: {list(self.defined) or 'none'})"
             )
         return self.keypoints[name]
 
@@ -178,10 +185,15 @@ class BodyModel(nn.Module):
         body_pose: torch.Tensor | None = None,
         betas: torch.Tensor | None = None,
         transl: torch.Tensor | None = None,
+        keypoint_sets: Iterable[str] | None = None,
     ) -> BodyModelOutput:
         """Pose as axis-angle or rotation matrices: ``global_orient`` (B,3)/(B,1,3)/(B,1,3,3),
         ``body_pose`` (B,3(J-1))/(B,J-1,3)/(B,J-1,3,3); ``betas`` (B,k) with k <= num_betas; ``transl`` (B,3).
-        Missing inputs are zero (identity rotations, mean shape)."""
+        Missing inputs are zero (identity rotations, mean shape). ``keypoint_sets``: the sets to compute
+        (``()`` for none; each costs a pass over the mesh); None: every set the model defines."""
+        wanted = self.keypoint_set_names if keypoint_sets is None else list(keypoint_sets)
+        for name in wanted:
+            self.keypoint_names(name)  # an unknown set fails before any work
         given = [t for t in (global_orient, body_pose, betas, transl) if t is not None]
         bsz = given[0].shape[0] if given else 1
         dt, dev = self.v_template.dtype, self.v_template.device
@@ -212,15 +224,15 @@ class BodyModel(nn.Module):
             betas, rotmats, self._v_template_flat, self._shapedirs_flat, self.posedirs, self.j_template,
             self.j_shapedirs, self.weights, self.parents, self.levels, transl,
         )  # fmt: skip
-        keypoints = {k: reg(joints, vertices) for k, reg in self.keypoint_regressors.items()}
-        return BodyModelOutput(vertices, joints, rotmats, keypoints, self.name)
+        keypoints = {k: self.keypoint_regressors[k](joints, vertices) for k in wanted}
+        return BodyModelOutput(vertices, joints, rotmats, keypoints, self.name, tuple(self.keypoint_regressors))
 
     def posed_joints(self, rotmats: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
         """Posed joints (B, J, 3), metres, for rotations (B, J, 3, 3) and betas (B, k), without skinning the
-        mesh: the shaped rest joints, then forward kinematics (the joints of :meth:`forward`, cheaper)."""
+        mesh: the shaped rest joints, then forward kinematics (the joints of :meth:`forward`, same bits, cheaper)."""
         dev, dt = self.v_template.device, self.v_template.dtype
         betas = betas.to(dev, dt)
-        rest = self.j_template + torch.einsum("jcs,bs->bjc", self.j_shapedirs[..., : betas.shape[1]], betas)
+        rest = shaped_rest_joints(betas, self.j_template, self.j_shapedirs)
         return forward_kinematics(rotmats.to(dev, dt), rest, self.parents, self.levels)[1]
 
     # ----------------------------------------------------------------------------------- loading

@@ -133,7 +133,7 @@ class Fitter:
         betas = p.betas.repeat(t.frames, 1)
         bm = self.body_model
         dt, dev = bm.v_template.dtype, bm.v_template.device
-        full = bm(global_orient=go.to(dev, dt), body_pose=bp.to(dev, dt), betas=betas.to(dev, dt))
+        full = bm(global_orient=go.to(dev, dt), body_pose=bp.to(dev, dt), betas=betas.to(dev, dt), keypoint_sets=())
         kp, _ = problem.model(torch.cat([go, bp], 1), betas)
         keep = problem.available
         kp = kp[:, keep]

@@ -21,6 +21,9 @@ import numpy as np
 from hmr.io.atomic import atomic_path, publish
 
 MESH_FORMATS = ("obj", "ply", "glb")
+# Every per-person format of ``outputs.formats``: static meshes, then the rigged ones (hmr.io.gltf, hmr.io.bvh).
+ANIMATION_FORMATS = ("skinned", "bvh")
+OUTPUT_FORMATS = MESH_FORMATS + ANIMATION_FORMATS
 SCHEMA_VERSION = 1
 # Camera frame (OpenCV: x right, y down, z forward) -> mesh files (y up, camera looking along -z, the
 # OpenGL/glTF convention most viewers expect): a 180-degree rotation about x.

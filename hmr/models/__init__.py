@@ -5,7 +5,8 @@
 our own ``.safetensors``); ``save_model`` writes our format; ``list_models()`` names what is registered.
 """
 
-from hmr.models import hmr2, smplpose  # registers the HMR 2.0 and SMPL-Pose families
+# Registers the HMR 2.0 and SMPL-Pose families, and .onnx files with load_model.
+from hmr.models import hmr2, onnx, smplpose
 from hmr.models.backbones.hrnet import HRNetConfig, load_hrnet_weights
 from hmr.models.backbones.vit import ViTConfig
 from hmr.models.heads.smpl_transformer import SMPLHeadConfig
@@ -33,5 +34,5 @@ __all__ = [
     "FAMILIES", "MODELS", "MODEL_DIR_ENV_VAR", "HMR2", "HMR2Config", "SMPLHeadConfig", "ViTConfig", "MeanParams",
     "CheckpointMismatchError", "GuessedConfigWarning", "ModelEntry", "ModelFamily", "create_model", "list_models",
     "load_model", "model_config", "register_family", "save_model", "load_backbone_weights", "hmr2",
-    "SMPLPose", "SMPLPoseConfig", "HRNetConfig", "load_hrnet_weights", "smplpose",
+    "SMPLPose", "SMPLPoseConfig", "HRNetConfig", "load_hrnet_weights", "smplpose", "onnx",
 ]  # fmt: skip

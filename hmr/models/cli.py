@@ -1,4 +1,4 @@
-"""``hmr model ...`` commands: list the registry, inspect and convert checkpoints."""
+"""``hmr model ...`` commands: list the registry, inspect, convert and export (ONNX) checkpoints."""
 
 from __future__ import annotations
 
@@ -21,6 +21,15 @@ def add_arguments(model: argparse.ArgumentParser) -> None:
     convert.add_argument("checkpoint", help="a reference .ckpt (4D-Humans, Project_HMR) or a registry name")
     convert.add_argument("output", help="output .safetensors path (the .yaml config is written beside it)")
     convert.set_defaults(run=run_convert)
+    export = model_sub.add_parser(
+        "export-onnx", help="write a network as ONNX: normalised crops -> rotmats, betas, pred_cam (docs/models.md)"
+    )
+    export.add_argument("checkpoint", help="a reference .ckpt, our .safetensors, or a registry name")
+    export.add_argument("--out", required=True, help="output .onnx file (big networks also write FILE.onnx.data)")
+    export.add_argument("--smpl", help="SMPL .pkl/.npz or folder (default: $HMR_SMPL_PATH, else the bundled body "
+                        "model); SMPL-Pose graphs hold its joints")  # fmt: skip
+    export.add_argument("--smpl-j19", help="with --smpl: SMPL_to_J19.pkl (the networks output its keypoints)")
+    export.set_defaults(run=run_export_onnx)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -47,6 +56,11 @@ def run_info(args: argparse.Namespace) -> int:
     from hmr.models import FAMILIES
     from hmr.models.weights import checkpoint_state, torch_load
 
+    if str(args.checkpoint).lower().endswith(".onnx"):
+        from hmr.models.onnx import describe
+
+        print("\n".join(describe(args.checkpoint)))
+        return 0
     path, state, cfg = _read(args.checkpoint)
     params: dict[str, int] = {}
     for key, value in state.items():
@@ -69,4 +83,22 @@ def run_convert(args: argparse.Namespace) -> int:
     path, state, cfg = _read(args.checkpoint)
     out = save_safetensors(state, cfg, args.output)
     print(f"wrote {out} and {out.with_suffix('.yaml')} ({cfg.name}, from {path})")
+    return 0
+
+
+def run_export_onnx(args: argparse.Namespace) -> int:
+    from hmr.body import load_body_model
+    from hmr.models.onnx import export_network
+    from hmr.models.registry import load_model, resolve_weights
+
+    if resolve_weights(args.checkpoint).suffix.lower() == ".onnx":
+        raise ValueError(f"{args.checkpoint}: is already an ONNX file")
+    body = load_body_model(args.smpl, joint_regressor_extra=args.smpl_j19)
+    model = load_model(args.checkpoint, body_model=body)
+    path, diffs = export_network(model, args.out)
+    extra = f" and {path.name}.data" if path.with_name(path.name + ".data").is_file() else ""
+    held = f"; the graph holds the joints of body model {body.name!r}" if model.regress_reads_body else ""
+    print(f"wrote {path}{extra} ({model.config.name}{held})")
+    print("onnxruntime vs torch on 2 random crops, max |difference|: "
+          + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))  # fmt: skip
     return 0

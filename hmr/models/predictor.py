@@ -3,11 +3,14 @@ input normalisation, and the :class:`MeshOutput` it returns from (rotations, bet
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 
 from hmr.body import BodyModel, BodyModelOutput, KeypointSetUnavailableError
 from hmr.geometry import cam_crop_to_full, crop_cam_to_translation, perspective_projection
+from hmr.models.heads.smpl_transformer import HeadOutput
 from hmr.outputs import MeshOutput
 
 _BODY = "body_model."
@@ -17,9 +20,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class MeshPredictor(nn.Module):
     """Base of the families' models. Subclasses call :meth:`attach_body` once their network exists and
-    implement ``estimate(crops) -> (HeadOutput, BodyModelOutput)``: rotations, betas and weak-perspective camera,
-    and the body model posed by them. Their config has ``name``, ``image_size``, ``image_mean`` and ``image_std``
-    (on [0, 1] pixels), ``focal_length`` (crop camera, pixels of the crop) and ``keypoint_sets``."""
+    implement ``regress(crops) -> HeadOutput``: rotations, betas and weak-perspective camera (what the ONNX
+    export holds); :meth:`estimate` poses the body model with them. Their config has ``name``, ``image_size``,
+    ``image_mean`` and ``image_std`` (on [0, 1] pixels), ``focal_length`` (crop camera, pixels of the crop) and
+    ``keypoint_sets``."""
 
     def attach_body(self, body_model: BodyModel, num_joints: int, num_betas: int) -> None:
         """Check that ``body_model`` fits the network's outputs and keep it as a submodule (for ``.to()``)
@@ -60,6 +64,20 @@ class MeshPredictor(nn.Module):
         return self.mesh_output(est.rotmats, est.betas, est.pred_cam, body, box_center, box_size, image_size,
                                 focal_length)  # fmt: skip
 
+    @property
+    def regress_reads_body(self) -> bool:
+        """Whether :meth:`regress` reads the body model (e.g. its joints), whose arrays an ONNX export then holds."""
+        return False
+
+    def regress(self, crops: torch.Tensor) -> HeadOutput:
+        """Normalised crops -> (B, J, 3, 3) rotations (root first), (B, S) betas, (B, 3) camera [s, tx, ty]."""
+        raise NotImplementedError
+
+    def estimate(self, crops: torch.Tensor) -> tuple[HeadOutput, BodyModelOutput]:
+        """:meth:`regress` and the body model posed by its rotations and betas."""
+        est = self.regress(crops)
+        return est, self.pose_body(est.rotmats, est.betas)
+
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) RGB crops with values 0..255 (uint8 or float) -> the network's normalised input."""
         return (pixels.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
@@ -69,10 +87,18 @@ class MeshPredictor(nn.Module):
         if crops.dim() != 4 or crops.shape[1:] != (3, s, s):
             raise ValueError(f"crops have shape {tuple(crops.shape)}; expected (B, 3, {s}, {s}) normalised RGB")
 
-    def pose_body(self, rot: torch.Tensor, betas: torch.Tensor) -> BodyModelOutput:
-        """The body model at (B, J, 3, 3) rotations and (B, S) betas; skinning stays float32 under autocast."""
-        with torch.autocast(rot.device.type, enabled=False):
-            return self.body_model(global_orient=rot[:, :1].float(), body_pose=rot[:, 1:].float(), betas=betas.float())
+    def pose_body(self, rot: torch.Tensor, betas: torch.Tensor, extra_sets: tuple[str, ...] = ()) -> BodyModelOutput:
+        """The body model at (B, J, 3, 3) rotations and (B, S) betas, with the config's keypoint sets and
+        ``extra_sets``; skinning stays float32 under autocast."""
+        sets = dict.fromkeys((*self.config.keypoint_sets, *extra_sets))
+        with _no_autocast(rot.device.type):
+            return self.body_model(global_orient=rot[:, :1].float(), body_pose=rot[:, 1:].float(), betas=betas.float(),
+                                   keypoint_sets=sets)  # fmt: skip
+
+    def body_joints(self, rot: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+        """The (B, J, 3) joints of :meth:`pose_body` (the same bits), without skinning the mesh."""
+        with _no_autocast(rot.device.type):
+            return self.body_model.posed_joints(rot.float(), betas.float())
 
     def mesh_output(self, rot: torch.Tensor, betas: torch.Tensor, pred_cam: torch.Tensor, body: BodyModelOutput,
                     box_center=None, box_size=None, image_size=None, focal_length=None) -> MeshOutput:  # fmt: skip
@@ -112,6 +138,11 @@ class MeshPredictor(nn.Module):
         out.focal_length = focal_length[:, None].expand(b, 2).clone()
         # Full-image pixels, principal point at the image centre.
         out.keypoints_2d_full = perspective_projection(out.keypoints_3d, out.cam_t_full, focal_length, image_size / 2)
+
+
+def _no_autocast(device_type: str):
+    # Entered only when autocast is on: the ONNX export traces without it and needs no autocast node.
+    return torch.autocast(device_type, enabled=False) if torch.is_autocast_enabled(device_type) else nullcontext()
 
 
 def _drop_body_model_keys(module, state_dict, prefix, local_metadata) -> None:

@@ -77,6 +77,8 @@ class ModelEntry:
 
 FAMILIES: dict[str, ModelFamily] = {}
 MODELS: dict[str, ModelEntry] = {}
+# suffix -> load(path, body_model, device, overrides) for network files that are not torch checkpoints (.onnx)
+FILE_LOADERS: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_family(family: ModelFamily, models: dict[str, ModelEntry]) -> None:
@@ -86,6 +88,11 @@ def register_family(family: ModelFamily, models: dict[str, ModelEntry]) -> None:
         raise ValueError(f"already registered: family {family.name!r} or models {taken}")
     FAMILIES[family.name] = family
     MODELS.update(models)
+
+
+def register_file_loader(suffix: str, load: Callable[..., nn.Module]) -> None:
+    """Let :func:`load_model` open files ending in ``suffix`` with ``load(path, body_model, device, overrides)``."""
+    FILE_LOADERS[suffix] = load
 
 
 def list_models() -> list[str]:
@@ -132,13 +139,16 @@ def load_model(source: str | os.PathLike, body_model=None, device: str | torch.d
     """A model with weights, in eval mode, on ``device``.
 
     ``source``: a reference checkpoint of any registered family (4D-Humans or Project_HMR ``.ckpt``, ...),
-    our ``.safetensors``, or a registry name (its weights are looked up in ``$HMR_MODEL_DIR``,
-    ``~/.cache/hmr/models`` and the reference project's own download folder). ``overrides`` replace config
-    fields as in :func:`create_model`, e.g. ``backbone={"num_heads": 4}`` for a checkpoint whose head count is
-    neither in its config nor implied by a registered width (it is then guessed, with a
-    :class:`GuessedConfigWarning`).
+    our ``.safetensors``, an ``.onnx`` export (run by onnxruntime: :class:`hmr.models.onnx.OnnxNetwork`), or a
+    registry name (its weights are looked up in ``$HMR_MODEL_DIR``, ``~/.cache/hmr/models`` and the reference
+    project's own download folder). ``overrides`` replace config fields as in :func:`create_model`, e.g.
+    ``backbone={"num_heads": 4}`` for a checkpoint whose head count is neither in its config nor implied by a
+    registered width (it is then guessed, with a :class:`GuessedConfigWarning`).
     """
     path = resolve_weights(source)
+    if path.suffix.lower() in FILE_LOADERS:
+        body_model = body_model if body_model is not None else _default_body_model()
+        return FILE_LOADERS[path.suffix.lower()](path, body_model, device, overrides)
     state, cfg = read_checkpoint(path, **overrides)
     body_model = body_model if body_model is not None else _default_body_model()
     model = _family(cfg.architecture).build(cfg, body_model, None, True)

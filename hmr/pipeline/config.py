@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 
 from hmr.detection.detector import DEFAULT_THRESHOLD
 from hmr.fitting import FitConfig
-from hmr.io.exports import MESH_FORMATS
+from hmr.io.exports import OUTPUT_FORMATS
 from hmr.io.images import MAX_PIXELS
+from hmr.models.precision import PRECISIONS
 from hmr.pipeline.observe import BOX_ONLY_MIN_SCORE
+
+RUNTIMES = ("auto", "torch", "onnx")
 
 
 @dataclass
@@ -32,6 +35,8 @@ class DetectorSection:
 class NetworkSection:
     checkpoint: str | None = None  # network weights or registry name (hmr model list); None: keypoint fitting
     refine: bool = False  # with a checkpoint: refine the network's meshes by fitting them to the landmarks
+    runtime: str = "auto"  # torch, onnx (onnxruntime; checkpoint = a file from hmr model export-onnx) or auto: by suffix
+    precision: str = "auto"  # fp32, bf16 (autocast) or auto: bf16 where the device has it natively (torch runtime)
 
 
 @dataclass
@@ -60,7 +65,9 @@ class SmoothingSection:
 
 @dataclass
 class OutputsSection:
-    mesh_formats: tuple[str, ...] = ("obj",)  # per-person mesh files: obj, ply, glb
+    # per-person files (docs/outputs.md): obj, ply, glb meshes; skinned (rigged, animated .glb) and bvh
+    # (skeleton animation), for a video one per track
+    formats: tuple[str, ...] = ("obj",)
     pictures: bool = True  # overlay and side-view PNGs, video mp4
     overwrite: bool = False  # redo inputs whose outputs exist (default: skip those made from the same content)
     max_pixels: int = MAX_PIXELS  # refuse larger images and video frames, from their header; 0: no limit
@@ -81,9 +88,13 @@ class PipelineConfig:
     def validate(self) -> None:
         if self.network.refine and self.network.checkpoint is None:
             raise ValueError("network.refine needs network.checkpoint; without a network the pipeline already fits")
-        bad = [f for f in self.outputs.mesh_formats if f not in MESH_FORMATS]
+        bad = [f for f in self.outputs.formats if f not in OUTPUT_FORMATS]
         if bad:
-            raise ValueError(f"outputs.mesh_formats: unknown {bad}; choose from {', '.join(MESH_FORMATS)}")
+            raise ValueError(f"outputs.formats: unknown {bad}; choose from {', '.join(OUTPUT_FORMATS)}")
+        if self.network.precision not in PRECISIONS:
+            raise ValueError(f"network.precision: unknown {self.network.precision!r}; choose from {', '.join(PRECISIONS)}")
+        if self.network.runtime not in RUNTIMES:
+            raise ValueError(f"network.runtime: unknown {self.network.runtime!r}; choose from {', '.join(RUNTIMES)}")
         if self.tracking.detect_every is not None and self.tracking.detect_every < 1:
             raise ValueError(f"tracking.detect_every must be >= 1, got {self.tracking.detect_every}")
         if self.camera.focal is not None and self.camera.focal <= 0:

@@ -19,6 +19,7 @@ from hmr.body.keypoints import BLAZEPOSE33_NAMES
 from hmr.detection import Detections, PersonDetector
 from hmr.geometry import Camera
 from hmr.landmarks import PoseEstimator, PoseKeypoints
+from hmr.models.precision import resolve_precision
 from hmr.outputs import MeshOutput
 from hmr.pipeline.config import PipelineConfig
 from hmr.pipeline.observe import observe_people
@@ -86,6 +87,19 @@ def resolve_body_model(smpl: str | os.PathLike | None = None, joint_regressor_ex
     return load_body_model(smpl, joint_regressor_extra=joint_regressor_extra)
 
 
+def check_runtime(checkpoint: str | os.PathLike, runtime: str) -> str:
+    """The runtime (``torch`` or ``onnx``) that ``network.runtime`` gives for ``checkpoint``: ``auto`` takes onnx
+    for a ``.onnx`` file, torch otherwise; a mismatch is a ValueError saying what to do."""
+    is_onnx = str(checkpoint).lower().endswith(".onnx")
+    if runtime == "onnx" and not is_onnx:
+        raise ValueError(f"network.runtime=onnx runs an exported .onnx file, and {checkpoint} is not one; export it "
+                         f"first: hmr model export-onnx {checkpoint} --out FILE.onnx")  # fmt: skip
+    if runtime == "torch" and is_onnx:
+        raise ValueError(f"network.runtime=torch cannot run {checkpoint} (an ONNX export); use network.runtime=onnx "
+                         "or auto, or give the torch checkpoint")  # fmt: skip
+    return "onnx" if is_onnx else "torch"
+
+
 class Pipeline:
     """Reusable image-to-meshes pipeline (models load once), configured by one :class:`PipelineConfig`.
 
@@ -97,6 +111,11 @@ class Pipeline:
     def __init__(self, config: PipelineConfig | None = None, body_model=None):
         cfg = config if config is not None else PipelineConfig()
         cfg.validate()
+        runtime = None
+        if cfg.network.checkpoint is not None:
+            runtime = check_runtime(cfg.network.checkpoint, cfg.network.runtime)  # before any model loads
+            if runtime == "onnx" and cfg.network.precision == "bf16":
+                raise ValueError("network.precision=bf16 needs the torch runtime; an ONNX export runs in float32")
         device = cfg.device
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError(f"device {device}: CUDA is not available here (torch {torch.__version__}); use cpu")
@@ -112,6 +131,11 @@ class Pipeline:
             from hmr.models import load_model
 
             self.network = load_model(cfg.network.checkpoint, body_model=self.body_model, device=device)
+        # the network's backbone precision (hmr.models.precision); onnxruntime runs the float32 graph as it is
+        self.precision = "fp32" if self.network is None or runtime == "onnx" else resolve_precision(
+            cfg.network.precision, device)  # fmt: skip
+        if self.network is not None:
+            self.network.precision = self.precision
         self.detector = PersonDetector(threshold=cfg.detector.threshold, device=device)
         self.pose = PoseEstimator()
         self._fitters: dict[tuple, object] = {}

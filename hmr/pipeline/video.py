@@ -102,7 +102,8 @@ class VideoSession:
             out["joints"] = (bm.posed_joints(rot[None], betas[None])[0].cpu() + t).numpy()
             if vertices:
                 dev = bm.v_template.device
-                v = bm(global_orient=rot[None, :1].to(dev), body_pose=rot[None, 1:].to(dev), betas=betas[None].to(dev))
+                v = bm(global_orient=rot[None, :1].to(dev), body_pose=rot[None, 1:].to(dev), betas=betas[None].to(dev),
+                       keypoint_sets=())
                 out["vertices"] = (v.vertices[0].cpu() + t).numpy()
         return out
 

@@ -86,10 +86,10 @@ def smpler_losses(out, batch: Batch, model, w: LossWeights) -> dict[str, torch.T
     confidence), their 2D projections against the 2D joints (MSE x confidence), and the 24 rotation matrices
     (L1, has_smpl). Pelvis = the mesh's H36M joint 0."""
     rot = torch.cat([out.global_orient, out.body_pose], 1)
-    pred_body = model.pose_body(rot, out.betas)
+    pred_body = model.pose_body(rot, out.betas, ("h36m17",))
     gt_rot = axis_angle_to_matrix(torch.cat([batch.global_orient[:, None], batch.body_pose.reshape(-1, 23, 3)], 1).to(rot))
     with torch.no_grad():
-        gt_body = model.pose_body(gt_rot, batch.betas.to(rot))
+        gt_body = model.pose_body(gt_rot, batch.betas.to(rot), ("h36m17",))
     has = batch.has_body_pose.to(rot)
     n_smpl = has.sum().clamp(min=1)
     terms = {}

@@ -6,11 +6,12 @@ import contextlib
 
 import torch
 
-from hmr.body import BodyModel, BodyModelOutput
+from hmr.body import BodyModel
 from hmr.models.backbones.vit import ViT
 from hmr.models.heads.smpl_transformer import HeadOutput, SMPLTransformerDecoderHead
 from hmr.models.hmr2.config import HMR2Config
 from hmr.models.mean_params import MeanParams
+from hmr.models.precision import backbone_autocast
 from hmr.models.predictor import MeshPredictor
 
 
@@ -36,9 +37,10 @@ class HMR2(MeshPredictor):
             self.smpl_head = SMPLTransformerDecoderHead(head, mean_params)
         self.attach_body(body_model, head.num_body_joints + 1, head.num_betas)
 
-    def estimate(self, crops: torch.Tensor) -> tuple[HeadOutput, BodyModelOutput]:
-        """The backbone sees the crops' centre columns; the decoder's parameters drive the body model."""
+    def regress(self, crops: torch.Tensor) -> HeadOutput:
+        """The backbone sees the crops' centre columns; the decoder reads out the parameters."""
         cfg = self.config
         left = (cfg.image_size - cfg.backbone.img_size[1]) // 2
-        head = self.smpl_head(self.backbone(crops[..., left : left + cfg.backbone.img_size[1]]))
-        return head, self.pose_body(head.rotmats, head.betas)
+        with backbone_autocast(self, crops):
+            feats = self.backbone(crops[..., left : left + cfg.backbone.img_size[1]])
+        return self.smpl_head(feats.float())

@@ -11,12 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from hmr.body import SMPL_PARENTS, BodyModel, BodyModelOutput
+from hmr.body import SMPL_PARENTS, BodyModel
 from hmr.geometry import rot6d_to_matrix, weak_perspective_projection
 from hmr.models.backbones.hrnet import HRNet
 from hmr.models.heads.ief import IEFRegressor
 from hmr.models.heads.smpl_transformer import HeadOutput
 from hmr.models.mean_params import MeanParams
+from hmr.models.precision import backbone_autocast
 from hmr.models.predictor import MeshPredictor
 from hmr.models.smplpose.config import SMPLPoseConfig
 from hmr.models.smplpose.priors import JointTextPrior, load_joint_text
@@ -25,7 +26,7 @@ from hmr.models.smplpose.transformer import SMPLerBlock
 # SMPLer starts the camera at s = 1 (no translation) and ignores the cam of smpl_mean_params.npz.
 SMPLER_INIT_CAM = (1.0, 0.0, 0.0)
 
-BodyFn = Callable[[torch.Tensor, torch.Tensor], BodyModelOutput]
+JointsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (rotmats, betas) -> (B, J, 3) posed joints
 
 
 class SMPLerNetwork(nn.Module):
@@ -58,29 +59,27 @@ class SMPLerNetwork(nn.Module):
             JointTextPrior(load_joint_text(), t.dim, t.num_blocks) if config.language_prior else None
         )
 
-    def estimate(self, crops: torch.Tensor, body: BodyFn) -> tuple[HeadOutput, BodyModelOutput]:
-        """Normalised crops -> the final (rotations, betas, camera) and the body model's output for them.
-        ``body(rotmats, betas)`` runs the body model; its 24 joints, projected with the current camera, place
-        each block's joint windows."""
-        feats = self.backbone(crops)
+    def regress(self, crops: torch.Tensor, joints: JointsFn) -> HeadOutput:
+        """Normalised crops -> the final (rotations, betas, camera). ``joints(rotmats, betas)`` gives the body
+        model's 24 posed joints, which, projected with the current camera, place each block's joint windows."""
+        with backbone_autocast(self, crops):
+            feats = [f.float() for f in self.backbone(crops)]
         global_feat = feats[-1].flatten(2).mean(2)
         est = self.SMPL_predictor(global_feat)
-        rot, betas, cam = est.rotmats, est.betas, est.pred_cam
-        mesh = body(rot, betas)
         if self.config.model_type == "baseline":
-            return est, mesh
+            return est
+        rot, betas, cam = est.rotmats, est.betas, est.pred_cam
         query = torch.cat([
             self.init_query_layer_theta(rot.flatten(2)), self.init_query_layer_beta(betas)[:, None],
             self.init_query_layer_cam(cam)[:, None],
         ], dim=1) + self.global_feat_projection(global_feat)[:, None]  # fmt: skip
         prior = self.joint_text_prior
         for i, block in enumerate(self.transformer):
-            joints2d = weak_perspective_projection(mesh.joints, cam)
+            joints2d = weak_perspective_projection(joints(rot, betas), cam)
             d6, d_betas, d_cam, query = block(query, feats, joints2d, None if prior is None else prior(i))
             rot = rot @ rot6d_to_matrix(d6, self.config.regressor.rot6d_layout)  # R <- R dR, every joint at once
             betas, cam = betas + d_betas, cam + d_cam
-            mesh = body(rot, betas)
-        return HeadOutput(rot, betas, cam), mesh
+        return HeadOutput(rot, betas, cam)
 
 
 class SMPLPose(SMPLerNetwork, MeshPredictor):
@@ -97,7 +96,12 @@ class SMPLPose(SMPLerNetwork, MeshPredictor):
             super().__init__(config, mean_params)
         self.attach_body(body_model, r.num_joints, r.num_betas)
 
-    def estimate(self, crops: torch.Tensor) -> tuple[HeadOutput, BodyModelOutput]:
+    @property
+    def regress_reads_body(self) -> bool:
+        return self.config.model_type != "baseline"  # the transformer blocks read the body's joints
+
+    def regress(self, crops: torch.Tensor) -> HeadOutput:
         """SMPLer's camera [s, tx, ty] projects orthographically, ``s (X + [tx, ty])`` in [-1, 1] crop units; it
-        becomes the crop translation as HMR 2.0's does (:meth:`MeshPredictor.mesh_output`)."""
-        return super().estimate(crops, self.pose_body)
+        becomes the crop translation as HMR 2.0's does (:meth:`MeshPredictor.mesh_output`). The blocks need only
+        the body's joints (:meth:`MeshPredictor.body_joints`: no skinning)."""
+        return super().regress(crops, self.body_joints)
