@@ -41,3 +41,27 @@ def test_two_threads_at_once_equal_a_sequential_run():
             assert [b for b, _ in run] == [b for b, _ in seq]
             for (_, a), (_, b) in zip(run, seq, strict=True):
                 assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))
+
+
+def test_stages_run_with_their_torch_thread_counts(monkeypatch):
+    """threads.fitting holds while fitting and the count is restored afterwards (also after an error)."""
+    import pytest
+    import torch
+
+    from hmr.pipeline.config import ThreadsSection
+    from hmr.pipeline.image import torch_threads
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    seen = []
+    pipeline = Pipeline(PipelineConfig(fitting=FAST_FIT, detector=DetectorSection(tiles=False),
+                                       threads=ThreadsSection(fitting=other)))  # fmt: skip
+    fit = Pipeline._fit_groups
+    monkeypatch.setattr(Pipeline, "_fit_groups", lambda self, *a: seen.append(torch.get_num_threads()) or fit(self, *a))
+    frame = pipeline(read_image(ROOT / "examples" / "astronaut.jpg"))
+    assert frame.people and seen == [other] and torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(other):
+        raise RuntimeError
+    assert torch.get_num_threads() == before
+    with torch_threads(0):
+        assert torch.get_num_threads() == before

@@ -74,8 +74,17 @@ class OutputsSection:
 
 
 @dataclass
+class ThreadsSection:
+    """torch threads per stage (0: torch's default, one per core); benchmarks/bench_threads.py measured these."""
+
+    fitting: int = 1  # the fit's small tensors gain nothing from a second thread and lose much to a busy core
+    network: int = 0  # the networks' large products do use every core
+
+
+@dataclass
 class PipelineConfig:
     device: str = "cpu"  # cpu, cuda or mps
+    threads: ThreadsSection = field(default_factory=ThreadsSection)
     body: BodySection = field(default_factory=BodySection)
     detector: DetectorSection = field(default_factory=DetectorSection)
     network: NetworkSection = field(default_factory=NetworkSection)
@@ -99,5 +108,7 @@ class PipelineConfig:
             raise ValueError(f"tracking.detect_every must be >= 1, got {self.tracking.detect_every}")
         if self.camera.focal is not None and self.camera.focal <= 0:
             raise ValueError(f"camera.focal must be positive (pixels), got {self.camera.focal}")
+        if self.threads.fitting < 0 or self.threads.network < 0:
+            raise ValueError(f"threads: counts must be >= 0 (0: torch's default), got {self.threads}")
         if self.outputs.max_pixels < 0:
             raise ValueError(f"outputs.max_pixels must be >= 0, got {self.outputs.max_pixels}")

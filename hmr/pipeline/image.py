@@ -7,6 +7,7 @@ camera. With a checkpoint: detect -> crop -> HMR 2.0 network -> optional refinem
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
@@ -197,7 +198,7 @@ class Pipeline:
         cfg = self.network.config
         pix, centres, sides = person_crops(image, boxes, cfg.image_size, cfg.bbox_shape)
         n = len(boxes)
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(self.config.threads.network):
             return self.network(
                 self.network.normalize(pix.to(self.device)),
                 box_center=torch.from_numpy(centres),
@@ -228,6 +229,10 @@ class Pipeline:
 
         Each batch is fitted on its own (``reset()``: no temporal term across calls, whose people may differ);
         video smoothing is done per track afterwards (``hmr.pipeline.video``)."""
+        with torch_threads(self.config.threads.fitting):
+            return self._fit_groups(obs, camera, start, warm)
+
+    def _fit_groups(self, obs, camera: Camera, start: list[MeshOutput | None], warm: bool) -> list[MeshOutput | None]:
         fitter = self._fitter(camera, warm)
         out = list(start)
         with_kp = [i for i, p in enumerate(obs) if p.keypoints is not None]
@@ -248,6 +253,20 @@ class Pipeline:
             for j, i in enumerate(group):
                 out[i] = res[j]
         return out
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's thread count for the block (0: leave it as it is). Process-wide: the pipeline's lock keeps two
+    stages of one pipeline from overlapping; other threads using torch meanwhile get the same count."""
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def _reanchor(prev: MeshOutput, kps: list[PoseKeypoints], camera: Camera) -> MeshOutput:
