@@ -28,7 +28,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.report import machine, table  # noqa: E402
+from benchmarks.report import machine, table, write_section  # noqa: E402
 
 DOC = ROOT / "docs" / "models.md"
 MARK = "smplpose_ablation"
@@ -252,16 +252,6 @@ INTERPRETATION = (
 )
 
 
-def write_doc(text: str) -> None:
-    doc = DOC.read_text()
-    block = f"<!-- begin {MARK} -->\n{text.strip()}\n<!-- end {MARK} -->"
-    pattern = re.compile(rf"<!-- begin {MARK} -->.*?<!-- end {MARK} -->", re.S)
-    doc = pattern.sub(lambda _: block, doc) if pattern.search(doc) else doc.rstrip() + "\n\n" + block + "\n"
-    tmp = DOC.with_name(DOC.name + ".tmp")
-    tmp.write_text(doc)
-    os.replace(tmp, DOC)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("/tmp/ablation"))
@@ -302,7 +292,7 @@ def main() -> None:
     text = render(res, args, summary, paired(args.out, res), start)
     print(text)
     if args.write:
-        write_doc(text)
+        write_section(MARK, text, DOC)
 
 
 if __name__ == "__main__":

@@ -38,15 +38,16 @@ def timed_ms(fn, reps: int = 5) -> tuple[float, float]:
     return statistics.median(times), min(times)
 
 
-def write_section(name: str, markdown: str) -> None:
-    """Replace (or append) the section delimited by ``<!-- begin NAME -->`` / ``<!-- end NAME -->``."""
-    text = DOC.read_text() if DOC.exists() else _HEADER
+def write_section(name: str, markdown: str, doc: Path = DOC) -> None:
+    """Replace (or append) the section delimited by ``<!-- begin NAME -->`` / ``<!-- end NAME -->`` in ``doc``
+    (default docs/benchmarks.md)."""
+    text = doc.read_text() if doc.exists() else _HEADER
     block = f"<!-- begin {name} -->\n{markdown.strip()}\n<!-- end {name} -->"
     pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    tmp = DOC.with_name(DOC.name + ".tmp")
+    tmp = doc.with_name(doc.name + ".tmp")
     tmp.write_text(text)
-    os.replace(tmp, DOC)
+    os.replace(tmp, doc)
 
 
 def table(header: list[str], rows: list[list]) -> str:
