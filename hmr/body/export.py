@@ -1,9 +1,10 @@
 """The body model as an ONNX graph: ``pose`` (B, J, 3) axis-angle + ``betas`` (B, S) -> ``vertices`` (B, V, 3),
 ``joints`` (B, J, 3), metres, body frame (docs/models.md, "ONNX export").
 
-:class:`BodyModelGraph` is textbook SMPL linear blend skinning in plain torch ops: the fast path of
-:mod:`hmr.body.lbs` uses oneDNN's private ops and custom autograd Functions, which do not export. Its tests
-compare the two, which also checks the fast path against the formula.
+:class:`BodyModelGraph` is textbook SMPL blend shapes and linear blend skinning in plain torch ops (with
+:func:`hmr.body.lbs.forward_kinematics`, which exports): the fast skinning of :mod:`hmr.body.lbs` uses oneDNN's
+private ops and custom autograd Functions, which do not export. Its tests compare the two, which also checks
+the fast path against the formula.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
+from hmr.body.lbs import forward_kinematics
 from hmr.body.model import BodyModel
 from hmr.geometry.rotation import axis_angle_to_matrix
-from hmr.io.onnx import export_onnx, open_session
+from hmr.io.onnx import export_onnx, max_differences
 from hmr.version import __version__
 
 KIND = "hmr-body-model"
@@ -35,7 +36,7 @@ class BodyModelGraph(nn.Module):
         for name in ("v_template", "shapedirs", "j_regressor", "weights", "posedirs"):
             t = getattr(body_model, name)
             self.register_buffer(name, None if t is None else t.detach().to("cpu", dtype).clone())
-        self.parents = list(body_model.parents)
+        self.parents, self.levels = list(body_model.parents), body_model.levels
 
     def forward(self, pose: torch.Tensor, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, nj = pose.shape[0], len(self.parents)
@@ -46,14 +47,7 @@ class BodyModelGraph(nn.Module):
         if self.posedirs is not None:  # pose correctives: (V*3, 9(J-1)) on the flattened R - I of the non-roots
             eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
             posed = shaped + ((rot[:, 1:] - eye).reshape(b, -1) @ self.posedirs.T).view(b, -1, 3)
-        # Forward kinematics, one joint after its parent: world rotation and position of every joint.
-        rel = torch.cat([rest[:, :1], rest[:, 1:] - rest[:, self.parents[1:]]], 1)
-        world_r, world_t = [rot[:, 0]], [rel[:, 0]]
-        for j in range(1, nj):
-            p = self.parents[j]
-            world_r.append(world_r[p] @ rot[:, j])
-            world_t.append((world_r[p] @ rel[:, j, :, None])[..., 0] + world_t[p])
-        world_rot, joints = torch.stack(world_r, 1), torch.stack(world_t, 1)
+        world_rot, joints = forward_kinematics(rot, rest, self.parents, self.levels)
         # Skinning: each vertex moves by the weighted sum of the joints' [R | t - R J_rest] transforms.
         offset = joints - (world_rot @ rest[..., None])[..., 0]
         per_joint = torch.cat([world_rot, offset[..., None]], -1).reshape(b, nj, 12)
@@ -78,14 +72,11 @@ def export_body(body_model: BodyModel, path: str | os.PathLike, verify: bool = T
         "hmr.units": "metres, body frame (docs/conventions.md)",
     }  # fmt: skip
     path = export_onnx(BodyModelGraph(body_model), (pose, betas), path, INPUTS, OUTPUTS, KIND, meta)
-    diffs = {}
-    if verify:
-        session, _ = open_session(path, KIND)
-        got = session.run(OUTPUTS, {"pose": pose.numpy(), "betas": betas.numpy()})
-        dev, dt = body_model.v_template.device, body_model.v_template.dtype
-        with torch.no_grad():
-            ref = body_model(global_orient=pose[:, :1].to(dev, dt), body_pose=pose[:, 1:].to(dev, dt),
-                             betas=betas.to(dev, dt), keypoint_sets=())  # fmt: skip
-        expected = (ref.vertices.cpu().float().numpy(), ref.joints.cpu().float().numpy())
-        diffs = {n: float(np.abs(a - e).max()) for n, a, e in zip(OUTPUTS, got, expected, strict=True)}
-    return path, diffs
+    if not verify:
+        return path, {}
+    dev, dt = body_model.v_template.device, body_model.v_template.dtype
+    with torch.no_grad():
+        ref = body_model(global_orient=pose[:, :1].to(dev, dt), body_pose=pose[:, 1:].to(dev, dt),
+                         betas=betas.to(dev, dt), keypoint_sets=())  # fmt: skip
+    return path, max_differences(path, KIND, {"pose": pose, "betas": betas},
+                                 {"vertices": ref.vertices, "joints": ref.joints})  # fmt: skip

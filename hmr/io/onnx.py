@@ -93,6 +93,17 @@ def open_session(path: str | os.PathLike, kind: str, threads: int | None = None)
     return session, meta
 
 
+def max_differences(path: str | os.PathLike, kind: str, feeds: dict[str, torch.Tensor],
+                    expected: dict[str, torch.Tensor]) -> dict[str, float]:  # fmt: skip
+    """Largest |onnxruntime - expected| per output of the hmr ONNX file at ``path`` run on ``feeds``."""
+    session, _ = open_session(path, kind)
+    def numpy(t: torch.Tensor):
+        return t.detach().cpu().float().numpy()
+
+    got = session.run(list(expected), {k: numpy(v) for k, v in feeds.items()})
+    return {k: float(abs(g - numpy(e)).max()) for (k, e), g in zip(expected.items(), got, strict=True)}
+
+
 def read_metadata(path: str | os.PathLike, kind: str | None = None) -> dict[str, str]:
     """The ``metadata_props`` of an ONNX file (weights in external data are not read), checked to be an hmr file
     (of ``kind`` when given)."""

@@ -13,14 +13,13 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from torch import nn
 
 from hmr import config as config_io
 from hmr.body import BodyModel
-from hmr.io.onnx import export_onnx, open_session, read_metadata
+from hmr.io.onnx import export_onnx, max_differences, open_session, read_metadata
 from hmr.models.heads.smpl_transformer import HeadOutput
 from hmr.models.predictor import MeshPredictor
 from hmr.models.registry import FAMILIES, register_file_loader
@@ -78,12 +77,9 @@ def _export(model: MeshPredictor, path: str | os.PathLike, verify: bool) -> tupl
     if model.regress_reads_body:
         meta["hmr.body_model_fingerprint"] = joint_data_fingerprint(body, expected[1].shape[1])
     path = export_onnx(_Regress(model), (crops,), path, INPUTS, OUTPUTS, KIND, meta)
-    diffs = {}
-    if verify:
-        session, _ = open_session(path, KIND)
-        got = session.run(OUTPUTS, {"crops": crops.numpy()})
-        diffs = {n: float(np.abs(g - e.numpy()).max()) for n, g, e in zip(OUTPUTS, got, expected, strict=True)}
-    return path, diffs
+    if not verify:
+        return path, {}
+    return path, max_differences(path, KIND, {"crops": crops}, dict(zip(OUTPUTS, expected, strict=True)))
 
 
 def joint_data_fingerprint(body_model: BodyModel, num_betas: int) -> str:

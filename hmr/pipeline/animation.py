@@ -38,11 +38,8 @@ def rest_shape(body_model, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     dev, dt = body_model.v_template.device, body_model.v_template.dtype
     b = torch.as_tensor(np.asarray(betas), dtype=dt, device=dev)[None]
     with torch.no_grad():
-        vertices = body_model(betas=b).vertices[0].cpu().double().numpy()
-    n = b.shape[1]
-    jt = body_model.j_template.cpu().double().numpy()
-    jdirs = body_model.j_shapedirs[..., :n].cpu().double().numpy()
-    return vertices, jt + jdirs @ np.asarray(betas, np.float64)
+        rest = body_model(betas=b, keypoint_sets=())  # zero pose: the joints are the rest joints
+    return rest.vertices[0].cpu().double().numpy(), rest.joints[0].cpu().double().numpy()
 
 
 def _model_joints(body_model, rotations: np.ndarray, betas: np.ndarray, root_positions: np.ndarray) -> np.ndarray:
