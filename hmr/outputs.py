@@ -23,6 +23,8 @@ class MeshOutput:
       cam_t_full (B,3) metres; focal_length (B,2) pixels; keypoints_2d_full (B,K,2) pixels.
     keypoint_names: names of the K keypoints (e.g. openpose25 + extra19 = HMR 2.0's 44).
     body_model: name of the body model that produced the mesh.
+    joint_observed (B,J) bool, fitting only: whether a keypoint the fit used tells the joint's rotation; the
+      others kept their starting rotation (the mean pose in a cold fit). None when unknown (networks).
     """
 
     global_orient: torch.Tensor
@@ -38,6 +40,7 @@ class MeshOutput:
     cam_t_full: torch.Tensor | None = None
     focal_length: torch.Tensor | None = None
     keypoints_2d_full: torch.Tensor | None = None
+    joint_observed: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -58,7 +61,8 @@ class MeshOutput:
         return self._map(lambda t: t.detach())
 
     def to(self, *args, **kwargs) -> MeshOutput:
-        return self._map(lambda t: t.to(*args, **kwargs))
+        # a dtype given applies to the numbers; masks stay bool
+        return self._map(lambda t: t.to(*args, **kwargs) if t.dtype != torch.bool else t.to(*args, **kwargs).bool())
 
     def __getitem__(self, index) -> MeshOutput:
         """Select people: ``out[i:j]``, ``out[mask]``, ``out[[0, 2]]`` (a single int keeps the batch dim)."""

@@ -21,6 +21,9 @@ class StageConfig:
     # Levenberg-Marquardt iterations used instead of the Adam steps where LM applies (``FitConfig.solver`` "lm"
     # and a single-frame fit; with 3D keypoints only near a solution); 0: Adam for this stage.
     lm_iterations: int = 0
+    # Whether the silhouette term (person masks given) joins this stage; off in the first, strongly regularised
+    # pose stage, whose orientation hypotheses it would multiply the cost of.
+    silhouette: bool = True
 
 
 @dataclass
@@ -38,7 +41,7 @@ class FitConfig:
     )
     # Stage 2 (cold start): full pose and shape, priors annealed from strong to weak.
     pose_stages: tuple[StageConfig, ...] = (
-        StageConfig(iterations=80, lr=0.05, prior_scale=10.0, lm_iterations=10),
+        StageConfig(iterations=80, lr=0.05, prior_scale=10.0, lm_iterations=10, silhouette=False),
         StageConfig(iterations=120, lr=0.03, prior_scale=1.0, lm_iterations=10),
     )
     # Limb flip search before each later pose stage and each final stage: the 4 depth choices of every limb's
@@ -106,6 +109,20 @@ class FitConfig:
     # weaker because it carries any error of those frames forward.
     temporal_weight: float = 0.01
     online_temporal_weight: float = 1e-3
+    # Silhouette term against person masks (``fit(masks=...)``; hmr.fitting.silhouette, docs/fitting.md), in the
+    # Adam stages with priors: its weight (0: off), Geman-McClure scale and the cover part's margin (person
+    # sizes; room for clothes) and relative weight.
+    silhouette_weight: float = 100.0
+    silhouette_sigma: float = 0.05
+    silhouette_margin: float = 0.03
+    silhouette_cover: float = 3.0
     # Confidences at or below this are ignored.
     min_confidence: float = 0.0
+    # Keypoints below this confidence, and those whose limb's pivot keypoints are below it (an ankle whose knee
+    # is), are ignored, and joints no used keypoint observes keep their start (docs/fitting.md, "Unseen parts").
+    # 0: off. The pipeline sets 0.5 for BlazePose's visibility, which invents limbs the image border cuts off.
+    visible_confidence: float = 0.0
+    # Weight, not annealed, of the pose regulariser on the joints no used keypoint observes: keypoints near a
+    # joint (BlazePose's hips on the hip joints) would otherwise turn it wherever the weak last-stage priors allow.
+    unseen_weight: float = 0.01
     num_betas: int = 10

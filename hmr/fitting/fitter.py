@@ -103,7 +103,9 @@ class Fitter:
         batches couple frames (shared shape, temporal term): Adam."""
         problem, cfg, t = self.problem, self.cfg, obj.targets
         priors = obj.priors is not None
-        if cfg.solver == "lm" and t.frames == 1 and (t.kp3d is None or near) and stage.lm_iterations > 0:
+        # LM's residuals leave the silhouette out: cold fits with masks use Adam, warm starts LM without it
+        cold_only = t.kp3d is not None or (t.silhouette is not None and priors and stage.silhouette)
+        if cfg.solver == "lm" and t.frames == 1 and (not cold_only or near) and stage.lm_iterations > 0:
             mask = problem.free_mask(obj.free)
             x, rot = levenberg_marquardt(
                 *problem.pack(p),
@@ -149,6 +151,7 @@ class Fitter:
             cam_t_full=transl,
             focal_length=t.camera.focal_length,
             keypoints_2d_full=t.camera.project(kp, transl),  # pixels of the full image
+            joint_observed=t.observed,
         )
         if init is not None and init.pred_cam is not None and init.cam_t_full is not None:
             _crop_fields(out, init.to(self.device), t.camera)

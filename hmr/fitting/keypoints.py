@@ -14,6 +14,8 @@ from hmr.fitting.reduced import ReducedBodyModel
 
 KEYPOINT_FORMATS = ("openpose25", "coco17", "blazepose33")
 TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+# Keypoints this close to a joint at rest (metres) are its pivots: they do not tell its rotation.
+PIVOT_RADIUS = 0.05
 LIMB_CHAINS = (("left_shoulder", "left_elbow", "left_wrist"), ("right_shoulder", "right_elbow", "right_wrist"),
                ("left_hip", "left_knee", "left_ankle"), ("right_hip", "right_knee", "right_ankle"))  # fmt: skip
 
@@ -56,20 +58,52 @@ def keypoint_map(body_model: BodyModel, keypoint_format: str) -> tuple[KeypointS
     return kp, available
 
 
-def limbs(body_model: BodyModel, kp: KeypointSet) -> list[dict]:
-    """Per limb: its two bones (joint index pairs), its body_pose joints and the keypoints it moves."""
+def _moved_by(body_model: BodyModel, kp: KeypointSet) -> list[set[int]]:
+    """Per keypoint, the joints whose rotation moves it: a joint keypoint's strict ancestors, a vertex
+    keypoint's main skinning joint and its ancestors."""
     nj = body_model.num_joints
     weights = body_model.weights.cpu().numpy()
     anc = ancestor_matrix(body_model.parents)
-
-    def ancestors(j: int) -> set[int]:
-        return set(np.flatnonzero(anc[j]).tolist())
-
-    # Joints whose rotation moves each keypoint most: a joint keypoint's strict ancestors, a vertex keypoint's
-    # main skinning joint and its ancestors.
     moved_by = [set() for _ in range(kp.num)]
     for r, c in zip(kp.rows.tolist(), kp.cols.tolist(), strict=True):
-        moved_by[r] |= ancestors(c) - {c} if c < nj else ancestors(int(np.argmax(weights[c - nj])))
+        j = c if c < nj else int(np.argmax(weights[c - nj]))
+        moved_by[r] |= set(np.flatnonzero(anc[j]).tolist()) - ({c} if c < nj else set())
+    return moved_by
+
+
+def observation_map(body_model: BodyModel, kp: KeypointSet, lever: float = PIVOT_RADIUS) -> dict[str, torch.Tensor]:
+    """Which keypoints tell a joint's rotation, and which keypoints a keypoint needs to be believed.
+
+    ``moves`` (J, K) bool: joint j's rotation moves keypoint k, which lies at least ``lever`` metres from the
+    joint at rest (a keypoint at the pivot, like the knee's for the knee, says nothing about its rotation).
+    ``support`` (K, K) bool: keypoint k is believed only when the pivot keypoints of the joints that move it
+    are (an ankle needs its hip and knee): a detector extrapolating a body cut by the image border or hidden
+    places the whole limb, so an ankle seen without its knee is most often invented.
+    """
+    moved_by = _moved_by(body_model, kp)
+    rest = body_model(body_pose=torch.zeros(1, body_model.num_joints - 1, 3, dtype=body_model.v_template.dtype,
+                                            device=body_model.v_template.device), keypoint_sets=())  # fmt: skip
+    joints = rest.joints[0].double().cpu()
+    points = kp.apply(rest.joints.double().cpu(), rest.vertices.double().cpu())[0]
+    dist = torch.cdist(joints, points).numpy()  # (J, K)
+    parents = body_model.parents
+    nj = body_model.num_joints
+    moves = np.zeros((nj, kp.num), dtype=bool)
+    pivot = np.zeros((nj, kp.num), dtype=bool)
+    for k, joints_k in enumerate(moved_by):
+        for j in range(1, nj):
+            moves[j, k] = j in joints_k and dist[j, k] >= lever
+            pivot[j, k] = dist[j, k] < lever and (j in joints_k or int(parents[j]) in joints_k)
+    support = (moves.T.astype(np.int64) @ pivot.astype(np.int64)) > 0  # (K, K): via a joint that moves k
+    np.fill_diagonal(support, False)
+    return {"moves": torch.as_tensor(moves), "support": torch.as_tensor(support)}
+
+
+def limbs(body_model: BodyModel, kp: KeypointSet) -> list[dict]:
+    """Per limb: its two bones (joint index pairs), its body_pose joints and the keypoints it moves."""
+    nj = body_model.num_joints
+    anc = ancestor_matrix(body_model.parents)
+    moved_by = _moved_by(body_model, kp)
     out = []
     for chain in LIMB_CHAINS:
         root, mid, end = (SMPL_JOINT_NAMES.index(n) for n in chain)
@@ -92,8 +126,9 @@ _REDUCED_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def reduced_model(body_model: BodyModel, keypoint_format: str, device: torch.device,
-                  dtype: torch.dtype = torch.float32) -> tuple[tuple[str, ...], torch.Tensor, ReducedBodyModel, list[dict]]:  # fmt: skip
-    """(keypoint names, available mask, ReducedBodyModel, limbs) for fitting ``keypoint_format`` (cached)."""
+                  dtype: torch.dtype = torch.float32) -> tuple[tuple[str, ...], torch.Tensor, ReducedBodyModel, list[dict], dict]:  # fmt: skip
+    """(keypoint names, available mask, ReducedBodyModel, limbs, :func:`observation_map` on ``device``) for
+    fitting ``keypoint_format`` (cached)."""
     regressors = tuple(body_model.keypoint_regressors.items())
     per_model = _REDUCED_CACHE.setdefault(body_model, {})
     key = (keypoint_format, str(device), dtype)
@@ -107,5 +142,6 @@ def reduced_model(body_model: BodyModel, keypoint_format: str, device: torch.dev
             torch.as_tensor(available, device=device),
             ReducedBodyModel(body_model, kp_def).to(device=device, dtype=dtype),
             limbs(body_model, kp_def) if smpl else [],
+            {k: v.to(device) for k, v in observation_map(body_model, kp_def).items()},
         )
     return cached[1:]

@@ -184,11 +184,14 @@ class PosePrior(torch.nn.Module):
         flexion = body_pose * self.hinge_sign
         return Penalty(torch.relu(-flexion), weight, lambda: -self.hinge_sign * (flexion < 0))
 
-    def deviation(self, body_pose: torch.Tensor, anchor: torch.Tensor | None = None, weight: float = 1.0) -> Penalty:
+    def deviation(self, body_pose: torch.Tensor, anchor: torch.Tensor | None = None, weight: float = 1.0,
+                  joints: torch.Tensor | None = None) -> Penalty:  # fmt: skip
         """Weighted squared distance (axis-angle) to ``anchor`` (B, J-1, 3), by default the mean pose; the
-        weights are highest on joints that body keypoints barely see."""
+        weights are highest on joints that body keypoints barely see. ``joints`` (B, J-1, 1): a factor per
+        person and joint (e.g. 1 on the joints nothing observes, 0 elsewhere)."""
         anchor = self.mean_pose if anchor is None else anchor
-        return Penalty(body_pose - anchor, weight, scale=self.reg_weights)
+        scale = self.reg_weights if joints is None else self.reg_weights * joints
+        return Penalty(body_pose - anchor, weight, scale=scale)
 
     def limit_penalty(self, body_pose: torch.Tensor) -> torch.Tensor:
         """(B, J-1) squared hinge on leaving the per-component bounds (radians^2)."""

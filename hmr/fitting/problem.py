@@ -22,6 +22,8 @@ from hmr.body import BodyModel
 from hmr.fitting.config import FitConfig, StageConfig
 from hmr.fitting.keypoints import TORSO, reduced_model
 from hmr.fitting.priors import Penalty, PosePrior, shape_penalty, temporal_penalty
+from hmr.fitting.reduced import ReducedBodyModel
+from hmr.fitting.silhouette import Silhouette, outline_set, silhouette_cost, silhouette_targets
 from hmr.geometry import (
     Camera,
     axis_angle_to_matrix,
@@ -56,19 +58,24 @@ class Targets:
     conf3d: torch.Tensor | None = None  # (N, K)
     joint_prediction: torch.Tensor | None = None  # (N, J, 3) online temporal target
     pose_anchor: torch.Tensor | None = None  # (N, J-1, 3) the regulariser's centre when starting from an init
+    observed: torch.Tensor | None = None  # (N, J) bool: a believed keypoint tells the joint's rotation
+    silhouette: Silhouette | None = None  # person masks (single frames)
 
     def repeat(self, h: int) -> Targets:
         """The same targets for ``h`` hypotheses per person (person p becomes people p*h .. p*h+h-1)."""
         rep = functools.partial(repeat_people, frames=self.frames, people=self.people, h=h)
         cam = self.camera.map(rep)
-        opt = {k: None if getattr(self, k) is None else rep(getattr(self, k)) for k in ("kp3d", "conf3d", "joint_prediction", "pose_anchor")}  # fmt: skip
-        return Targets(rep(self.kp2d), rep(self.conf), rep(self.scale), cam, self.frames, self.people * h, **opt)
+        opt = {k: None if getattr(self, k) is None else rep(getattr(self, k)) for k in ("kp3d", "conf3d", "joint_prediction", "pose_anchor", "observed")}  # fmt: skip
+        sil = None if self.silhouette is None else self.silhouette.map(rep)
+        return Targets(rep(self.kp2d), rep(self.conf), rep(self.scale), cam, self.frames, self.people * h, **opt,
+                       silhouette=sil)  # fmt: skip
 
     def subset(self, idx: torch.Tensor) -> Targets:
         """People ``idx`` of a single-frame target set, without the warm-start terms."""
         cam = self.camera[idx]
-        opt = {k: None if getattr(self, k) is None else getattr(self, k)[idx] for k in ("kp3d", "conf3d")}
-        return Targets(self.kp2d[idx], self.conf[idx], self.scale[idx], cam, 1, len(idx), **opt)
+        opt = {k: None if getattr(self, k) is None else getattr(self, k)[idx] for k in ("kp3d", "conf3d", "observed")}
+        sil = None if self.silhouette is None else self.silhouette.map(lambda x: x[idx])
+        return Targets(self.kp2d[idx], self.conf[idx], self.scale[idx], cam, 1, len(idx), **opt, silhouette=sil)
 
 
 @dataclasses.dataclass
@@ -136,14 +143,28 @@ class Problem:
             )
         self.cfg, self.device, self.dtype, self.body_model = cfg, device, dtype, body_model
         self.format = keypoint_format
-        self.names, self.available, self.model, self.limbs = reduced_model(body_model, keypoint_format, device, dtype)
+        self.names, self.available, self.model, self.limbs, self.observation = reduced_model(
+            body_model, keypoint_format, device, dtype
+        )
         self.prior = PosePrior(body_model.joint_names, cfg.twist_weight).to(device, dtype)
         self.num_betas = min(cfg.num_betas, body_model.num_betas)
         self.torso = torch.as_tensor([self.names.index(n) for n in TORSO], device=device)
+        self.torso_mask = torch.zeros(len(self.names), dtype=torch.bool, device=device)
+        self.torso_mask[self.torso] = True
         self.num_joints = body_model.num_joints
+        self._outline: ReducedBodyModel | None = None
+
+    @property
+    def outline(self) -> ReducedBodyModel:
+        """Surface points for the silhouette term (built on first use)."""
+        if self._outline is None:
+            bm = self.body_model
+            self._outline = ReducedBodyModel(bm, outline_set(bm)).to(device=self.device, dtype=self.dtype)
+        return self._outline
 
     # -------------------------------------------------------------------------------------- inputs
-    def targets(self, kp2d, conf, kp3d, camera: Camera, frames: int, people: int) -> Targets:
+    def targets(self, kp2d, conf, kp3d, camera: Camera, frames: int, people: int, masks=None) -> Targets:
+        """Targets from the inputs of :func:`hmr.fitting.fit`; ``masks`` (N, H, W) person masks of one frame."""
         n, k = frames * people, len(self.names)
         dev, dt = self.device, self.dtype
         lead = tuple(kp2d.shape[:-2])
@@ -160,6 +181,18 @@ class Problem:
             raise ValueError("confidences must be >= 0")
         valid = torch.isfinite(kp2d).all(-1) & torch.isfinite(conf) & (conf > self.cfg.min_confidence)
         valid &= self.available
+        # the person's size (the residuals' unit) from every keypoint given, before those not believed are dropped
+        given, scale = valid, _person_size(kp2d, valid)
+        sil = None
+        if masks is not None and self.cfg.silhouette_weight > 0:
+            if frames != 1:
+                raise ValueError("masks are used for single-frame fits; a video batch (T, P, ...) takes none")
+            sil = silhouette_targets(masks, kp2d, valid, scale)
+            # a keypoint off the person's mask is not on the person (a limb the detector invented)
+            valid = valid & (sil.distance(kp2d) <= self.cfg.silhouette_margin)
+        valid, observed = self.believed(given, valid, conf)
+        # the torso keypoints place the body: kept whenever given
+        valid = valid | (given & self.torso_mask)
         conf = torch.where(valid, conf, torch.zeros_like(conf))
         kp2d = torch.where(valid[..., None], kp2d, torch.zeros_like(kp2d))
         if (valid[:, self.torso].sum(-1) < 2).any():
@@ -168,10 +201,8 @@ class Problem:
                 f"people {bad[:10]} have fewer than 2 of the torso keypoints {list(TORSO)}; drop them or give "
                 "an init with cam_t_full"
             )
-        lo = torch.where(valid[..., None], kp2d, torch.full_like(kp2d, math.inf)).amin(1)
-        hi = torch.where(valid[..., None], kp2d, torch.full_like(kp2d, -math.inf)).amax(1)
-        scale = (hi - lo).amax(-1).clamp_min(1.0)
-        t = Targets(kp2d, conf, scale, _expand_camera(camera, frames, people).to(dev, dt), frames, people)
+        t = Targets(kp2d, conf, scale, _expand_camera(camera, frames, people).to(dev, dt), frames, people,
+                    observed=observed, silhouette=sil)  # fmt: skip
         if kp3d is not None:
             kp3d = as_tensor(kp3d, "keypoints_3d")
             if tuple(kp3d.shape) != lead + (k, 3):
@@ -181,6 +212,23 @@ class Problem:
             t.kp3d = torch.where(ok3[..., None], kp3d, torch.zeros_like(kp3d))
             t.conf3d = torch.where(ok3, conf, torch.zeros_like(conf))
         return t
+
+    def believed(self, given: torch.Tensor, valid: torch.Tensor, conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keypoints the fit uses (N, K) and the joints they observe (N, J), from the ``valid`` ones of those
+        ``given`` (valid: not dropped by the mask).
+
+        A keypoint is used when it is valid, its confidence reaches ``cfg.visible_confidence`` and the pivot
+        keypoints of the joints that move it were not dropped (:func:`hmr.fitting.keypoints.observation_map`).
+        A joint is observed when a used keypoint tells its rotation (the root always is); the others keep their
+        start (the mean pose in a cold fit), as nothing in the image says where they are.
+        """
+        moves, support = self.observation["moves"], self.observation["support"]
+        used = valid & (conf >= self.cfg.visible_confidence)
+        dropped = (given & ~used).to(conf.dtype)
+        used = used & ((dropped @ support.T.to(conf.dtype)) == 0)
+        observed = (used.to(conf.dtype) @ moves.T.to(conf.dtype)) > 0
+        observed[:, 0] = True
+        return used, observed
 
     def initial_params(self, t: Targets, init: MeshOutput | None, anchor: bool = True) -> Params:
         """Parameters to start from: the mean pose, or ``init``; ``anchor``: the pose regulariser then pulls
@@ -237,6 +285,9 @@ class Problem:
             self.prior.bending(body_pose, cfg.bending_weight),
             self.prior.deviation(body_pose, t.pose_anchor, stage.prior_scale * cfg.pose_weight),
         ]
+        if t.observed is not None and cfg.unseen_weight > 0 and not bool(t.observed.all()):
+            unseen = (~t.observed[:, 1:, None]).to(body_pose.dtype)
+            pose.append(self.prior.deviation(body_pose, t.pose_anchor, cfg.unseen_weight, unseen))
         shape = shape_penalty(betas, stage.prior_scale * cfg.shape_weight)
         w = self.temporal_weight(t)
         if joints is None or w <= 0:
@@ -255,6 +306,14 @@ class Problem:
             data = data + cfg.keypoint_3d_weight * (w3 * (aligned - t.kp3d).pow(2).sum(-1))
         if obj.priors is None:
             return data, None, data.new_zeros(())
+        if t.silhouette is not None and obj.priors.silhouette:
+            # one more data column per person: a person's cost (hypothesis choice) includes it
+            rot = torch.cat([rot6d_to_matrix(p.orient)[:, None], axis_angle_to_matrix(p.body_pose)], dim=1)
+            surface, _ = self.outline(rot, p.betas.repeat(t.frames, 1), p.transl())
+            robust = functools.partial(geman_mcclure, sigma=cfg.silhouette_sigma)
+            sil = silhouette_cost(t.camera.project(surface), t.silhouette, t.scale, robust, cfg.silhouette_margin,
+                                  cfg.silhouette_cover)  # fmt: skip
+            data = torch.cat([data, cfg.silhouette_weight * sil[:, None]], 1)
         pose, shape, temporal = self.penalties(p.body_pose, p.betas, joints, t, obj.priors)
         prior = pose[0].loss()
         for term in pose[1:]:
@@ -406,6 +465,13 @@ class Problem:
         jtj = jtj + torch.diag_embed(diag_d[:, mask])
         g = g + diag_r[:, mask]
         return cost, jtj, g
+
+
+def _person_size(kp2d: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(N,) the larger side of the box around each person's valid keypoints (pixels, at least 1)."""
+    lo = torch.where(valid[..., None], kp2d, torch.full_like(kp2d, math.inf)).amin(1)
+    hi = torch.where(valid[..., None], kp2d, torch.full_like(kp2d, -math.inf)).amax(1)
+    return (hi - lo).amax(-1).clamp_min(1.0)
 
 
 def _expand_camera(camera: Camera, frames: int, people: int) -> Camera:

@@ -36,6 +36,7 @@ def fit(
     keypoint_format: str = "openpose25",
     config: FitConfig | None = None,
     device: str | torch.device | None = None,
+    masks=None,
 ) -> MeshOutput:
     """Fit pose, shape and translation of ``body_model`` to keypoints seen by ``camera``.
 
@@ -50,6 +51,8 @@ def fit(
         entries may be NaN.
     keypoint_format: ``openpose25``, ``coco17``, ``blazepose33`` or any keypoint set the body model defines.
     device: where to optimise; default CUDA when available, else CPU. Outputs are on the inputs' device.
+    masks: optional (B, H, W) person masks in [0, 1] in the image of ``camera`` (e.g. BlazePose's
+        segmentation), single frames only: adds the silhouette term (``config.silhouette_weight``).
 
     Returns a :class:`MeshOutput` with B (or T*P, frame-major) people: rotations, betas, full-mesh vertices,
     the format's keypoints (``keypoints_3d``, without translation), ``cam_t_full``, ``focal_length``,
@@ -68,7 +71,7 @@ def fit(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     fitter = Fitter(body_model, keypoint_format, cfg, torch.device(device))
     problem = fitter.problem
-    targets = problem.targets(kp2d, confidences, keypoints_3d, camera, frames, people)
+    targets = problem.targets(kp2d, confidences, keypoints_3d, camera, frames, people, masks)
     params = fitter.solve(problem.initial_params(targets, init), targets, init, cfg.refine_stages)
     return fitter.output(params, targets, init).to(out_device)
 
@@ -95,8 +98,10 @@ class SequenceFitter:
         self._previous: MeshOutput | None = None
         self._joints: list[torch.Tensor] = []
 
-    def step(self, keypoints_2d, confidences, keypoints_3d=None, init: MeshOutput | None = None) -> MeshOutput:
-        """Fit one frame: keypoints_2d (P, K, 2), confidences (P, K), optional keypoints_3d (P, K, 3)."""
+    def step(self, keypoints_2d, confidences, keypoints_3d=None, init: MeshOutput | None = None,
+             masks=None) -> MeshOutput:  # fmt: skip
+        """Fit one frame: keypoints_2d (P, K, 2), confidences (P, K), optional keypoints_3d (P, K, 3) and person
+        masks (P, H, W) (used by cold fits; warm starts run Levenberg-Marquardt without them)."""
         kp2d = as_tensor(keypoints_2d, "keypoints_2d")
         if kp2d.dim() != 3:
             raise ValueError(f"keypoints_2d has shape {tuple(kp2d.shape)}; expected (P, K, 2) for one frame")
@@ -107,7 +112,7 @@ class SequenceFitter:
             raise ValueError(
                 f"frame has {kp2d.shape[0]} people but the previous frame had {start.batch_size}; call reset()"
             )
-        targets = problem.targets(kp2d, confidences, keypoints_3d, self.camera, 1, kp2d.shape[0])
+        targets = problem.targets(kp2d, confidences, keypoints_3d, self.camera, 1, kp2d.shape[0], masks)
         if start is not None and len(self._joints) >= 2:
             targets.joint_prediction = 2 * self._joints[-1] - self._joints[-2]
         stages = self.cfg.refine_stages if init is not None else self.cfg.warm_stages

@@ -24,15 +24,19 @@ _GRAPH = """
 input_stream: "image"
 input_stream: "roi"
 input_side_packet: "model_complexity"
+input_side_packet: "enable_segmentation"
 output_stream: "landmarks"
 output_stream: "world_landmarks"
+output_stream: "segmentation_mask"
 node {
   calculator: "PoseLandmarkByRoiCpu"
   input_side_packet: "MODEL_COMPLEXITY:model_complexity"
+  input_side_packet: "ENABLE_SEGMENTATION:enable_segmentation"
   input_stream: "IMAGE:image"
   input_stream: "ROI:roi"
   output_stream: "LANDMARKS:landmarks"
   output_stream: "WORLD_LANDMARKS:world_landmarks"
+  output_stream: "SEGMENTATION_MASK:segmentation_mask"
 }
 """
 
@@ -48,7 +52,8 @@ class PoseKeypoints:
     keypoints_3d (33, 3) metres, MediaPipe world landmarks: origin at the hip centre, axes aligned with the
     camera frame (+x right, +y down, +z away from the camera), so the camera frame's orientation without
     its translation. roi (4,) the square region the model ran on: centre x, centre y, side (pixels),
-    rotation (radians).
+    rotation (radians). mask (H, W) float32 in [0, 1], the full image: BlazePose's person segmentation
+    inside ``roi`` (0 outside it), or None when the estimator runs without segmentation.
     """
 
     keypoints_2d: np.ndarray
@@ -56,6 +61,7 @@ class PoseKeypoints:
     presence: np.ndarray
     keypoints_3d: np.ndarray
     roi: np.ndarray
+    mask: np.ndarray | None = None
 
     names = BLAZEPOSE33_NAMES
 
@@ -86,9 +92,10 @@ class PoseEstimator:
     """BlazePose (full, model_complexity=1) landmarks for given boxes or regions of an RGB image.
 
     Not thread-safe: use one instance per thread. Every call is independent (no smoothing inside).
+    segmentation: also return BlazePose's person mask (about 1 ms more per person here).
     """
 
-    def __init__(self):
+    def __init__(self, segmentation: bool = False):
         try:
             import mediapipe as mp
             from mediapipe.framework.formats import rect_pb2
@@ -106,7 +113,14 @@ class PoseEstimator:
             self._graph.observe_output_stream(
                 name, lambda s, p: self._out.__setitem__(s, mp.packet_getter.get_proto(p))
             )
-        self._graph.start_run({"model_complexity": mp.packet_creator.create_int(1)})
+        self.segmentation = bool(segmentation)
+        if self.segmentation:
+            self._graph.observe_output_stream(
+                "segmentation_mask",
+                lambda s, p: self._out.__setitem__(s, mp.packet_getter.get_image(p).numpy_view().copy()),
+            )
+        self._graph.start_run({"model_complexity": mp.packet_creator.create_int(1),
+                               "enable_segmentation": mp.packet_creator.create_bool(self.segmentation)})  # fmt: skip
         self._ts = 0
         with _quiet_native_stderr():  # the notices come with the first frame
             self.from_roi(np.zeros((64, 64, 3), np.uint8), np.array([32, 32, 64, 0], np.float32))
@@ -138,6 +152,9 @@ class PoseEstimator:
             return None
         lms = self._out["landmarks"].landmark
         world = self._out["world_landmarks"].landmark
+        mask = self._out.get("segmentation_mask")
+        if mask is not None:
+            mask = np.asarray(mask, np.float32).reshape(h, w)
         xy = np.array([[p.x * w, p.y * h] for p in lms], np.float32)
         inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
         return PoseKeypoints(
@@ -146,6 +163,7 @@ class PoseEstimator:
             presence=np.array([p.presence for p in lms], np.float32),
             keypoints_3d=np.array([[p.x, p.y, p.z] for p in world], np.float32),
             roi=np.asarray(roi, np.float32),
+            mask=mask,
         )
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> list[PoseKeypoints | None]:

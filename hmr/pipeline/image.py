@@ -138,7 +138,8 @@ class Pipeline:
         if self.network is not None:
             self.network.precision = self.precision
         self.detector = PersonDetector(threshold=cfg.detector.threshold, device=device)
-        self.pose = PoseEstimator()
+        # BlazePose's person masks feed the silhouette term of the free pipeline's fits
+        self.pose = PoseEstimator(segmentation=self.network is None and cfg.fitting.silhouette_weight > 0)
         self._fitters: dict[tuple, object] = {}
         self._lock = threading.Lock()
 
@@ -186,8 +187,8 @@ class Pipeline:
                 meshes = self._fit(obs, camera, meshes, warm=False)
         elif obs:
             meshes = self._fit(obs, camera, previous or [None] * len(obs), warm=True)
-        people = [
-            PersonResult(p.box, p.score, p.source, p.keypoints, m.detach().to("cpu") if m is not None else None)
+        people = [  # masks (a full image each) are dropped once fitted
+            PersonResult(p.box, p.score, p.source, _without_mask(p.keypoints), m.detach().to("cpu") if m is not None else None)
             for p, m in zip(obs, meshes, strict=True)
         ]
         return FrameResult((w, h), camera, self.method, self.body_model.name, people)
@@ -244,15 +245,21 @@ class Pipeline:
             if init is not None and warm:
                 init = _reanchor(init, kps, camera)
             fitter.reset()
+            masks = None if any(k.mask is None for k in kps) else np.stack([k.mask for k in kps])
             res = fitter.step(
                 torch.from_numpy(np.stack([k.keypoints_2d for k in kps])).to(self.device),
                 torch.from_numpy(np.stack([k.confidence for k in kps])).to(self.device),
                 torch.from_numpy(np.stack([k.keypoints_3d for k in kps])).to(self.device),
                 init=init.to(self.device) if init is not None else None,
+                masks=masks,
             )
             for j, i in enumerate(group):
                 out[i] = res[j]
         return out
+
+
+def _without_mask(kp: PoseKeypoints | None) -> PoseKeypoints | None:
+    return kp if kp is None or kp.mask is None else dataclasses.replace(kp, mask=None)
 
 
 @contextlib.contextmanager

@@ -43,6 +43,7 @@ def body_arrays(p: PersonResult, body_model) -> dict[str, np.ndarray]:
         "joints": (joints + t).numpy(),
         "mesh_keypoints_3d": (m.keypoints_3d[0] + t).numpy(),
         "mesh_keypoints_2d": m.keypoints_2d_full[0].numpy(),
+        **({} if m.joint_observed is None else {"joint_observed": m.joint_observed[0].numpy()}),
     }
 
 
@@ -90,6 +91,7 @@ def person_record(index: int, p: PersonResult, body: dict | None, files: dict | 
             "mesh_keypoints_3d": _r(body["mesh_keypoints_3d"], 4),
             "mesh_keypoints_2d": _r(body["mesh_keypoints_2d"], 2),
             "reprojection_error_px": None if err is None else round(err, 2),
+            "joint_observed": body["joint_observed"].tolist() if "joint_observed" in body else None,
         }
     return rec
 
