@@ -23,7 +23,7 @@ from hmr.version import __version__
 
 # name -> (module providing add_arguments(parser) and setting args.run, one-line help)
 _COMMANDS = {
-    "body": ("hmr.body.cli", "body models: inspect one, export to ONNX"),
+    "body": ("hmr.body.cli", "body models: inspect one, export to ONNX, calibrate landmarks"),
     "data": ("hmr.apps.data", "datasets: check one, render a synthetic set"),
     "config": ("hmr.apps.config", "the pipeline's settings: show the resolved config"),
     "eval": ("hmr.apps.eval", "score a network or the fitting pipeline on an evaluation set"),
@@ -33,6 +33,9 @@ _COMMANDS = {
     "model": ("hmr.models.cli", "mesh-recovery networks: list, inspect, convert, export to ONNX"),
     "web": ("hmr.apps.web", "a local web page: upload a picture, see its 3D people"),
 }
+# Actions added to a command's sub-parsers from modules in higher rooms: command -> modules whose
+# add_arguments(subparsers) takes the action the command's own add_arguments returns.
+_EXTRA_ACTIONS = {"body": ("hmr.apps.calibrate",)}
 
 
 class Terminated(BaseException):
@@ -65,7 +68,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (module, help_text) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
-            importlib.import_module(module).add_arguments(p)
+            actions = importlib.import_module(module).add_arguments(p)
+            for extra in _EXTRA_ACTIONS.get(name, ()):
+                importlib.import_module(extra).add_arguments(actions)
     return parser
 
 

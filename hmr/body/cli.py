@@ -7,7 +7,9 @@ import argparse
 import torch
 
 
-def add_arguments(body: argparse.ArgumentParser) -> None:
+def add_arguments(body: argparse.ArgumentParser):
+    """Add ``hmr body``'s actions; returns the sub-parsers action, to which ``hmr.cli`` adds ``calibrate``
+    (``hmr.apps.calibrate``: it renders and runs BlazePose, which this room may not import)."""
     body_sub = body.add_subparsers(dest="body_command", metavar="ACTION", required=True)
     info = body_sub.add_parser("info", help="load a body model and print its structure and a posed example")
     info.add_argument(
@@ -22,6 +24,7 @@ def add_arguments(body: argparse.ArgumentParser) -> None:
     export.add_argument("--smpl", help="SMPL .pkl/.npz or folder (default: $HMR_SMPL_PATH, else the bundled model)")
     export.add_argument("--gender", default="neutral")
     export.set_defaults(run=run_export_onnx)
+    return body_sub
 
 
 def run_info(args: argparse.Namespace) -> int:

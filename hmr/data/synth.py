@@ -237,6 +237,10 @@ class SynthGenerator:
             out.append(found)
         return out
 
+    def person_colors(self, rng: np.random.Generator) -> np.ndarray:
+        """(V, 3) per-vertex colours of one person as this generator draws them (used by hmr.data.calibration)."""
+        return self._colors(rng)
+
     def _colors(self, rng) -> np.ndarray:
         """(V, 3) per-vertex colours in [0, 1]: skin, shirt, trousers and shoes of one person."""
         a = rng.uniform(0, len(_SKIN_TONES) - 1)
