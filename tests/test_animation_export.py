@@ -581,6 +581,10 @@ def test_video_tracks_export_and_import(tmp_path):
         a = pa.animation
         assert a.fps == fps and len(a.vertices) == p.body_model.num_vertices
         rows = [r for r in session.rows if r["track_id"] == tid and r["smoothed"] is not None]
+        # one shape per track: the mean of its raw shapes so far
+        raw_betas = np.stack([r["raw"]["betas"] for r in rows])
+        expected = np.cumsum(raw_betas, 0) / np.arange(1, len(rows) + 1)[:, None]
+        np.testing.assert_allclose(np.stack([r["smoothed"]["betas"] for r in rows]), expected, atol=1e-5)
         rot = torch.from_numpy(np.stack([r["smoothed"]["rotmats"] for r in rows]))
         betas = torch.from_numpy(pa.betas).float().expand(len(rot), -1)
         with torch.no_grad():

@@ -190,3 +190,85 @@ def test_silhouette_cost_is_lowest_at_the_true_body(model, person):
     off = fit(*args, keypoints_3d=kp["keypoints_3d"], keypoint_format="blazepose33", masks=mask[None],
               config=dataclasses.replace(cfg, silhouette_weight=0.0))  # fmt: skip
     assert torch.allclose(off.vertices, plain.vertices)
+
+
+def _vertex_error(model, out, data) -> float:
+    """Mean distance (mm) between the fitted and the true body in the neutral pose, pelvis on pelvis."""
+    zero = torch.zeros(1, model.num_joints - 1, 3)
+    with torch.no_grad():
+        fitted = model(betas=out.betas, body_pose=zero)
+        true = model(betas=torch.as_tensor(data["betas"]).float(), body_pose=zero)
+    a = fitted.vertices[0] - fitted.joints[0, :1]
+    b = true.vertices[0] - true.joints[0, :1]
+    return 1000 * (a - b).norm(dim=-1).mean().item()
+
+
+def test_rigid_alignment_uses_the_3d_scale(model, person):
+    """Metric 3D keypoints tell height, which 2D keypoints (size / depth) and a similarity alignment cannot."""
+    data = dict(person["data"])
+    betas = np.zeros_like(data["betas"])
+    betas[0, 0] = 1.5  # the component that changes height most on the default model
+    data["betas"] = betas
+    kp = render_keypoints(data, model, "blazepose33")
+    args = (kp["keypoints_2d"], kp["confidences"], model, kp["camera"])
+    errors = {}
+    for mode in ("similarity", "rigid"):
+        out = fit(*args, keypoints_3d=kp["keypoints_3d"], keypoint_format="blazepose33",
+                  config=FitConfig(keypoint_3d_alignment=mode, shape_prior_floor=1.0))  # fmt: skip
+        errors[mode] = _vertex_error(model, out, data)
+    assert errors["rigid"] < 0.5 * errors["similarity"], errors
+
+
+def test_shape_prior_floor(model):
+    from hmr.fitting.config import StageConfig
+    from hmr.fitting.problem import Problem
+
+    final = StageConfig(iterations=1, lr=0.1, prior_scale=0.01)
+    strong = StageConfig(iterations=1, lr=0.1, prior_scale=10.0)
+    for floor, expected in ((0.0, 1e-6), (1.0, 1e-4)):
+        problem = Problem(model, "blazepose33", FitConfig(shape_weight=1e-4, shape_prior_floor=floor), torch.device("cpu"))
+        assert problem.shape_weight(final) == pytest.approx(expected)
+        assert problem.shape_weight(strong) == pytest.approx(1e-3)
+
+
+def test_torso_cut_by_the_bottom_border(model, person):
+    from hmr.fitting.problem import Problem
+    from hmr.fitting.silhouette import torso_cut_at_bottom
+
+    masks = np.zeros((3, 100, 200), np.float32)
+    masks[0, 40:, 60:140] = 1  # a torso running out of the picture: one 80 px run on the last row
+    masks[1, 40:, 60:80] = masks[1, 40:, 120:140] = 1  # two legs standing on the border: two 20 px runs
+    masks[2, 40:90, 60:140] = 1  # a torso that ends inside the picture
+    width = torch.full((3,), 60.0)
+    assert torso_cut_at_bottom(masks, width).tolist() == [True, False, False]
+    assert not torso_cut_at_bottom(masks[:1], torch.tensor([120.0])).item()  # 80 < 0.8 * 120
+
+    names = _names(model)
+    size = tuple(int(v) for v in person["camera"].image_size[0].tolist())
+    mask = _silhouette(model, person["data"], size)
+    problem = Problem(model, "blazepose33", FitConfig(), torch.device("cpu"))
+    legs = [names.index(n) for n in ("left_knee", "right_ankle", "left_foot_index")]
+    full = problem.targets(person["keypoints_2d"], person["confidences"], None, person["camera"], 1, 1, mask[None])
+    assert (full.conf[0, legs] > 0).all()
+    cut = mask.copy()  # the legs' keypoints stay on the mask; only the last row says the border cuts a torso
+    xs = mask.any(0).nonzero()[0]
+    cut[-1, xs.min() : xs.max() + 1] = 1
+    t = problem.targets(person["keypoints_2d"], person["confidences"], None, person["camera"], 1, 1, cut[None])
+    assert (t.conf[0, legs] == 0).all() and t.conf[0, names.index("left_hip")] > 0
+
+
+def test_height_prior(model, person):
+    from hmr.fitting.priors import height_scale
+
+    scale = height_scale(model.shapedirs, model.v_template, model.num_betas, 1000.0)
+    tallest = int(torch.argmax(scale))
+    # the default body's first component changes its height by about 0.32 m per sd; the others barely
+    assert tallest == 0 and 60 < scale[0] < 140 and (scale[1:] < 1.1).all()
+    assert torch.equal(height_scale(model.shapedirs, model.v_template, model.num_betas, 0.0), torch.ones(model.num_betas, dtype=torch.float64))
+    args = (person["keypoints_2d"], person["confidences"], model, person["camera"])
+    b0 = {}
+    for w in (0.0, 1000.0):
+        out = fit(*args, keypoints_3d=person["keypoints_3d"] * 0.9, keypoint_format="blazepose33",
+                  config=FitConfig(shape_prior_floor=1.0, height_prior=w))  # fmt: skip
+        b0[w] = abs(out.betas[0, 0].item())
+    assert b0[1000.0] < 0.3 * b0[0.0], b0

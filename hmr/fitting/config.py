@@ -91,13 +91,22 @@ class FitConfig:
     robust_sigma: float = 0.1
     keypoint_weight: float = 1.0
     keypoint_3d_weight: float = 1.0
-    # How ``keypoints_3d`` relate to the model: "similarity" (unknown rotation, scale and origin, e.g.
-    # BlazePose world landmarks) or "translation" (camera-frame orientation, metric, unknown origin).
+    # How ``keypoints_3d`` relate to the model: "similarity" (unknown rotation, scale and origin), "rigid"
+    # (unknown rotation and origin, metric: BlazePose's world landmarks, as the pipeline sets) or "translation"
+    # (camera-frame orientation, metric, unknown origin).
     keypoint_3d_alignment: str = "similarity"
     pose_weight: float = 3e-4
     # Extra regulariser weight on limb twists and off-hinge turns of elbows/knees (see hmr.fitting.priors).
     twist_weight: float = 4.0
     shape_weight: float = 1e-4
+    # The shape regulariser's annealing stops at this fraction of ``shape_weight`` (the pose priors' goes on).
+    # With a detector's keypoints, components that barely move a keypoint otherwise drift to the bound under the
+    # last stages' 1% priors, driven by small systematic offsets (the pipeline sets 1: real photos 35% -> 3% of
+    # components at +-3); exact keypoints do tell them (synthetic set, 2D only: 36.6 mm with 0, 50.0 with 1).
+    shape_prior_floor: float = 0.0
+    # Extra shape-regulariser weight on the components that change height: 1 + height_prior * (metres per sd)^2
+    # (hmr.fitting.priors.height_scale); 0: all components alike.
+    height_prior: float = 0.0
     # Hard bound on |betas| (standard deviations). Keypoints constrain shape weakly and noisy landmarks
     # (BlazePose's world landmarks, people seen from behind) otherwise drive components to 6-9 sd, i.e.
     # grotesque bodies; 4D-Humans likewise treats |beta| > 3 as implausible.

@@ -216,9 +216,21 @@ class PosePrior(torch.nn.Module):
         return (body_pose * self.hinge_sign).sum(-1)[:, self.hinge_sign.abs().sum(-1) > 0]
 
 
-def shape_penalty(betas: torch.Tensor, weight: float = 1.0) -> Penalty:
-    """Squared norm of the shape coefficients (betas are in standard deviations)."""
-    return Penalty(betas, weight)
+def shape_penalty(betas: torch.Tensor, weight: float = 1.0, scale: torch.Tensor | None = None) -> Penalty:
+    """Squared norm of the shape coefficients (betas are in standard deviations), each component weighted by
+    ``scale`` (S,) when given (see :func:`height_scale`)."""
+    return Penalty(betas, weight, scale=scale)
+
+
+def height_scale(shapedirs: torch.Tensor, v_template: torch.Tensor, num_betas: int, weight: float) -> torch.Tensor:
+    """(S,) per-component factors ``1 + weight * g_s^2`` of the shape regulariser, ``g_s`` the change of the rest
+    body's height (metres, along +y) per standard deviation of component s. One image does not tell a tall person
+    far away from a short one nearby (2D keypoints scale with height / depth; a detector's 3D landmarks come at
+    its own average scale), so the components that change height need the prior most."""
+    y = v_template[:, 1]
+    top, bottom = int(torch.argmax(y)), int(torch.argmin(y))
+    g = shapedirs[top, 1, :num_betas] - shapedirs[bottom, 1, :num_betas]
+    return 1.0 + weight * g.double().pow(2)
 
 
 def temporal_penalty(joints: torch.Tensor, frames: int, people: int, prediction: torch.Tensor | None,

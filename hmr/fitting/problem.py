@@ -21,9 +21,9 @@ import torch
 from hmr.body import BodyModel
 from hmr.fitting.config import FitConfig, StageConfig
 from hmr.fitting.keypoints import TORSO, reduced_model
-from hmr.fitting.priors import Penalty, PosePrior, shape_penalty, temporal_penalty
+from hmr.fitting.priors import Penalty, PosePrior, height_scale, shape_penalty, temporal_penalty
 from hmr.fitting.reduced import ReducedBodyModel
-from hmr.fitting.silhouette import Silhouette, outline_set, silhouette_cost, silhouette_targets
+from hmr.fitting.silhouette import Silhouette, outline_set, silhouette_cost, silhouette_targets, torso_cut_at_bottom
 from hmr.geometry import (
     Camera,
     axis_angle_to_matrix,
@@ -137,9 +137,9 @@ class Problem:
                  dtype: torch.dtype = torch.float32):  # fmt: skip
         if not isinstance(body_model, BodyModel):
             raise ValueError(f"body_model must be an hmr.body.BodyModel, got {type(body_model).__name__}")
-        if cfg.keypoint_3d_alignment not in ("similarity", "translation"):
+        if cfg.keypoint_3d_alignment not in ("similarity", "rigid", "translation"):
             raise ValueError(
-                f"keypoint_3d_alignment is {cfg.keypoint_3d_alignment!r}; use 'similarity' or 'translation'"
+                f"keypoint_3d_alignment is {cfg.keypoint_3d_alignment!r}; use 'similarity', 'rigid' or 'translation'"
             )
         self.cfg, self.device, self.dtype, self.body_model = cfg, device, dtype, body_model
         self.format = keypoint_format
@@ -148,9 +148,14 @@ class Problem:
         )
         self.prior = PosePrior(body_model.joint_names, cfg.twist_weight).to(device, dtype)
         self.num_betas = min(cfg.num_betas, body_model.num_betas)
+        self.beta_scale = height_scale(body_model.shapedirs, body_model.v_template, self.num_betas,
+                                       cfg.height_prior).to(device, dtype)  # fmt: skip
         self.torso = torch.as_tensor([self.names.index(n) for n in TORSO], device=device)
         self.torso_mask = torch.zeros(len(self.names), dtype=torch.bool, device=device)
         self.torso_mask[self.torso] = True
+        # keypoints the hips' rotations move: knees, ankles, feet
+        hips = [body_model.joint_names.index(n) for n in ("left_hip", "right_hip") if n in body_model.joint_names]
+        self.legs = self.observation["moves"][hips].any(0)
         self.num_joints = body_model.num_joints
         self._outline: ReducedBodyModel | None = None
 
@@ -188,8 +193,15 @@ class Problem:
             if frames != 1:
                 raise ValueError("masks are used for single-frame fits; a video batch (T, P, ...) takes none")
             sil = silhouette_targets(masks, kp2d, valid, scale)
-            # a keypoint off the person's mask is not on the person (a limb the detector invented)
+            # a keypoint off the person's mask is not on the person (a limb the detector invented), nor are legs
+            # shown inside the picture of a person whose torso the bottom border cuts
             valid = valid & (sil.distance(kp2d) <= self.cfg.silhouette_margin)
+            width = 0.3 * scale  # a torso's width: its shoulders' or hips' distance, at least 30% of the body's size
+            for a, b in ((0, 1), (2, 3)):
+                ka, kb = self.torso[a], self.torso[b]
+                pair = torch.where(valid[:, ka] & valid[:, kb], (kp2d[:, ka] - kp2d[:, kb]).norm(dim=-1), 0 * scale)
+                width = torch.maximum(width, pair)
+            valid = valid & ~(torso_cut_at_bottom(masks, width)[:, None] & self.legs)
         valid, observed = self.believed(given, valid, conf)
         # the torso keypoints place the body: kept whenever given
         valid = valid | (given & self.torso_mask)
@@ -274,6 +286,11 @@ class Problem:
     def temporal_weight(self, t: Targets) -> float:
         return self.cfg.online_temporal_weight if t.joint_prediction is not None else self.cfg.temporal_weight
 
+    def shape_weight(self, stage: StageConfig) -> float:
+        """The shape regulariser's weight in ``stage``: annealed with the pose priors, but never below
+        ``cfg.shape_prior_floor`` times ``cfg.shape_weight``."""
+        return self.cfg.shape_weight * max(stage.prior_scale, self.cfg.shape_prior_floor)
+
     def penalties(self, body_pose: torch.Tensor, betas: torch.Tensor, joints: torch.Tensor | None, t: Targets,
                   stage: StageConfig) -> tuple[list[Penalty], Penalty, Penalty | None]:  # fmt: skip
         """The prior terms under ``stage``'s weights: on the body pose (limits, bending, regulariser; (N, J-1, 3)
@@ -288,7 +305,7 @@ class Problem:
         if t.observed is not None and cfg.unseen_weight > 0 and not bool(t.observed.all()):
             unseen = (~t.observed[:, 1:, None]).to(body_pose.dtype)
             pose.append(self.prior.deviation(body_pose, t.pose_anchor, cfg.unseen_weight, unseen))
-        shape = shape_penalty(betas, stage.prior_scale * cfg.shape_weight)
+        shape = shape_penalty(betas, self.shape_weight(stage), self.beta_scale)
         w = self.temporal_weight(t)
         if joints is None or w <= 0:
             return pose, shape, None
@@ -332,7 +349,7 @@ class Problem:
         with torch.no_grad():
             data, prior, _ = self.terms(p, Objective(t, t.conf, stage))
         cost = (data.sum(-1) + prior.sum(-1)).view(t.frames, t.people).sum(0)
-        return cost + shape_penalty(p.betas, stage.prior_scale * self.cfg.shape_weight).loss()
+        return cost + shape_penalty(p.betas, self.shape_weight(stage), self.beta_scale).loss()
 
     @torch.no_grad()
     def reprojection_error(self, p: Params, t: Targets) -> torch.Tensor:
@@ -346,8 +363,9 @@ class Problem:
         (N, K) and, given the keypoints' Jacobian ``jk`` (N, K, 3, F), the aligned points' Jacobian with the
         alignment held at its optimum (translation: exact)."""
         w = t.conf3d * (conf > 0)
-        if self.cfg.keypoint_3d_alignment == "similarity":
-            scale, rot, shift = procrustes_transform(kp, t.kp3d, w + 1e-6)
+        if self.cfg.keypoint_3d_alignment in ("similarity", "rigid"):
+            rigid = self.cfg.keypoint_3d_alignment == "rigid"
+            scale, rot, shift = procrustes_transform(kp, t.kp3d, w + 1e-6, with_scale=not rigid)
             aligned = scale[:, None, None] * kp @ rot.transpose(1, 2) + shift[:, None]
             d_aligned = None if jk is None else scale[:, None, None, None] * (rot[:, None] @ jk)
         else:

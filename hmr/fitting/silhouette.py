@@ -10,6 +10,8 @@ hair, a held object or a second person in the mask cost a bounded amount:
 * **cover**: mask pixels near the person (within ``NEAR`` of a used keypoint) must lie within ``margin`` of a
   projected surface point: it keeps the body from shrinking away from the mask, and the margin leaves room for
   clothes.
+
+:func:`torso_cut_at_bottom` tells from the mask a person whose torso the image's bottom border cuts.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ GRID = 96  # raster cells along the side of a person's region
 OUTLINE_POINTS = 400  # body surface points the inside part checks (about 6 cm apart on an adult)
 COVER_SAMPLES = 200  # mask pixels the cover part checks per person
 NEAR = 0.3  # mask pixels farther than this (person sizes) from every used keypoint are not the person's
+CUT_RUN = 0.8  # a mask run along the bottom border this many torso widths long is a cut torso
 _REGION_PAD = 2.0  # the raster spans twice the person, so a misplaced limb still sees the way back
 
 
@@ -131,3 +134,18 @@ def outline_set(body_model: BodyModel, num: int = OUTLINE_POINTS) -> KeypointSet
         cols = body_model.num_joints + np.asarray(picked, np.int64)
         per_model[num] = KeypointSet(names, np.arange(num, dtype=np.int64), cols, np.ones(num))
     return per_model[num]
+
+
+def torso_cut_at_bottom(masks, torso_width: torch.Tensor, run: float = CUT_RUN) -> torch.Tensor:
+    """(N,) bool: the image's bottom row crosses person i's mask in one run at least ``run`` times their 2D
+    torso width ``torso_width`` (N,) pixels long, i.e. the border cuts their torso (feet or legs at the border
+    make short runs). The legs a detector then shows inside the picture are invented."""
+    masks = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+    width = torso_width.detach().cpu().numpy()
+    out = np.zeros(len(masks), dtype=bool)
+    for i, mask in enumerate(masks):
+        row = np.concatenate([[0], np.asarray(mask[-1]) >= 0.5, [0]]).astype(np.int8)
+        edges = np.flatnonzero(np.diff(row))
+        longest = (edges[1::2] - edges[::2]).max(initial=0)
+        out[i] = width[i] > 0 and longest >= run * width[i]
+    return torch.as_tensor(out, device=torso_width.device)

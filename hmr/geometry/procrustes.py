@@ -6,11 +6,12 @@ import torch
 
 
 def procrustes_transform(
-    source: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+    source: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None, with_scale: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The similarity transform taking (B, N, 3) ``source`` closest to ``target`` (weighted least squares,
     optional (B, N) weights, no reflections): scale (B,), rotation (B, 3, 3) and translation (B, 3), the
-    aligned source being ``scale * source @ rotation.T + translation``."""
+    aligned source being ``scale * source @ rotation.T + translation``. ``with_scale=False``: a rigid
+    transform (scale 1)."""
     if weights is None:
         weights = torch.ones(source.shape[:2], dtype=source.dtype, device=source.device)
     w = (weights / weights.sum(-1, keepdim=True).clamp_min(1e-12))[..., None]
@@ -22,7 +23,7 @@ def procrustes_transform(
     d = torch.ones_like(sig)
     d[:, -1] = torch.sign(torch.linalg.det(u @ vh))
     rot = u @ torch.diag_embed(d) @ vh
-    scale = (sig * d).sum(-1) / var_s.clamp_min(1e-12)
+    scale = (sig * d).sum(-1) / var_s.clamp_min(1e-12) if with_scale else torch.ones_like(var_s)
     shift = mu_t[:, 0] - scale[:, None] * (rot @ mu_s[:, 0, :, None])[..., 0]
     return scale, rot, shift
 

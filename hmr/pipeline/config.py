@@ -89,8 +89,11 @@ class PipelineConfig:
     detector: DetectorSection = field(default_factory=DetectorSection)
     network: NetworkSection = field(default_factory=NetworkSection)
     camera: CameraSection = field(default_factory=CameraSection)
-    # BlazePose's visibility: limbs below 0.5 are mostly invented (cut off by the border, hidden; docs/fitting.md)
-    fitting: FitConfig = field(default_factory=lambda: FitConfig(visible_confidence=0.5))
+    # For BlazePose (docs/fitting.md): limbs below visibility 0.5 are mostly invented (cut off by the border,
+    # hidden); its small systematic offsets drive weakly seen shape components to the bound without a
+    # shape-prior floor; nothing in one image tells height, so it stays near the mean
+    fitting: FitConfig = field(default_factory=lambda: FitConfig(
+        visible_confidence=0.5, shape_prior_floor=1.0, height_prior=1000.0))  # fmt: skip
     tracking: TrackingSection = field(default_factory=TrackingSection)
     smoothing: SmoothingSection = field(default_factory=SmoothingSection)
     outputs: OutputsSection = field(default_factory=OutputsSection)

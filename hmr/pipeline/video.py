@@ -27,8 +27,9 @@ class VideoSession:
     """State of one video: tracker, per-track last mesh / landmarks / filter, and the per-frame records.
 
     Detection runs every ``detect_every`` frames (and whenever nobody is tracked); in between, each track's
-    box comes from its previous landmarks, as BlazePose tracks. Tracking and the One-Euro smoothing of the
-    body parameters (rotation-matrix entries, betas, translation in metres) follow the pipeline's config
+    box comes from its previous landmarks, as BlazePose tracks. Each track keeps one shape, the mean of its
+    frames' fitted shapes so far. Tracking and the One-Euro smoothing of the
+    body parameters (rotation-matrix entries, translation in metres) follow the pipeline's config
     (``tracking``, ``smoothing``; on tests/data/vtest_clip.mp4 at 10 fps, beta 0.3 lags 6 px behind walking
     people, beta 1.0 4 px (raw fits: 2 px) and still halves the joint acceleration (271 -> 132 mm/frame^2),
     beta 2.0 3 px, 152). The detector never tiles in video.
@@ -45,6 +46,7 @@ class VideoSession:
         self._mesh: dict[int, object] = {}
         self._kp: dict[int, object] = {}
         self._filters: dict[int, OneEuroFilter] = {}
+        self._shapes: dict[int, tuple[np.ndarray, int]] = {}  # track id -> (sum of raw betas, frames)
         self.rows: list[dict] = []
         self.frames = 0
         self.last: FrameResult | None = None
@@ -80,7 +82,7 @@ class VideoSession:
                 smoothed[tid] = row["smoothed"]["vertices"]
             self.rows.append(row)
         live_ids = {t.track_id for t in self.tracker.tracks}
-        for store in (self._mesh, self._kp, self._filters):
+        for store in (self._mesh, self._kp, self._filters, self._shapes):
             for tid in [k for k in store if k not in live_ids]:
                 del store[tid]
         self.frames += 1
@@ -108,12 +110,16 @@ class VideoSession:
         return out
 
     def _smooth(self, tid: int, raw: dict) -> dict:
+        """One-Euro filtered pose and translation; the shape is the mean of the track's raw shapes so far (one
+        body per person: frame-by-frame shapes only follow the keypoints' noise)."""
         f = self._filters.setdefault(tid, OneEuroFilter(**self.smoothing))
-        nr, nb = raw["rotmats"].size, raw["betas"].size
-        vec = f(np.concatenate([raw["rotmats"].ravel(), raw["betas"], raw["cam_t"]]), self.dt)
+        nr = raw["rotmats"].size
+        vec = f(np.concatenate([raw["rotmats"].ravel(), raw["cam_t"]]), self.dt)
+        total, n = self._shapes.get(tid, (np.zeros_like(raw["betas"], np.float64), 0))
+        self._shapes[tid] = (total + raw["betas"], n + 1)
+        betas = (self._shapes[tid][0] / (n + 1)).astype(np.float32)
         rot = project_to_rotation(vec[:nr].reshape(raw["rotmats"].shape))
-        return self._params(torch.from_numpy(rot), torch.from_numpy(vec[nr : nr + nb]),
-                            torch.from_numpy(vec[nr + nb :]), vertices=True)  # fmt: skip
+        return self._params(torch.from_numpy(rot), torch.from_numpy(betas), torch.from_numpy(vec[nr:]), vertices=True)
 
     def jitter_mm(self) -> dict:
         """Mean 3D joint acceleration (mm/frame²) of raw and smoothed joints, over runs of consecutive frames
