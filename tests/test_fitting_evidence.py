@@ -254,7 +254,17 @@ def test_torso_cut_by_the_bottom_border(model, person):
     xs = mask.any(0).nonzero()[0]
     cut[-1, xs.min() : xs.max() + 1] = 1
     t = problem.targets(person["keypoints_2d"], person["confidences"], None, person["camera"], 1, 1, cut[None])
-    assert (t.conf[0, legs] == 0).all() and t.conf[0, names.index("left_hip")] > 0
+    # legs and hips (below the picture, wherever the detector puts them) dropped, shoulders kept
+    assert (t.conf[0, legs] == 0).all() and t.conf[0, names.index("left_hip")] == 0
+    assert t.conf[0, names.index("left_shoulder")] > 0
+    # the fit then places the body by its shoulders and head (upward direction from the nose)
+    out = fit(person["keypoints_2d"], person["confidences"], model, person["camera"], keypoint_format="blazepose33",
+              masks=cut[None])  # fmt: skip
+    observed = dict(zip(SMPL_JOINT_NAMES, out.joint_observed[0].tolist(), strict=True))
+    assert not any(observed[j] for j in LEGS)
+    head = [names.index(n) for n in ("nose", "left_shoulder", "right_shoulder", "left_ear", "right_ear")]
+    err = (out.keypoints_2d_full[0, head] - person["keypoints_2d"][0, head]).norm(dim=-1).mean()
+    assert err < 0.02 * float(np.ptp(person["keypoints_2d"][0].numpy(), 0).max())
 
 
 def test_height_prior(model, person):
@@ -272,3 +282,18 @@ def test_height_prior(model, person):
                   config=FitConfig(shape_prior_floor=1.0, height_prior=w))  # fmt: skip
         b0[w] = abs(out.betas[0, 0].item())
     assert b0[1000.0] < 0.3 * b0[0.0], b0
+
+
+def test_initial_depth_from_the_shoulders_alone(model, person):
+    """Without hips the depth comes from the shoulders' spread, measured on the same points in 3D and 2D."""
+    from hmr.fitting.hypotheses import initial_camera
+    from hmr.fitting.problem import Problem
+
+    names = _names(model)
+    conf = person["confidences"].clone()
+    conf[:, [names.index("left_hip"), names.index("right_hip")]] = 0
+    problem = Problem(model, "blazepose33", FitConfig(), torch.device("cpu"))
+    t = problem.targets(person["keypoints_2d"], conf, None, person["camera"], 1, 1)
+    p = initial_camera(problem, problem.initial_params(t, None), t, keep_orient=False, h=1)
+    depth = p.transl()[0, 2].item()
+    assert depth == pytest.approx(float(person["data"]["cam_t"][0, 2]), rel=0.25)

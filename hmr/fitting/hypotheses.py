@@ -32,11 +32,15 @@ def initial_camera(problem: Problem, p: Params, t: Targets, keep_orient: bool, h
     obs, model = t.kp2d[:, problem.torso], kp[:, problem.torso]
     ls, rs, lh, rh = range(4)
     up = _mean_pair(obs, has, (ls, rs)) - _mean_pair(obs, has, (lh, rh))
+    if "nose" in problem.names:  # without hips (a torso the border cuts), the head gives the upward direction
+        nose = problem.names.index("nose")
+        hipless = ~has[:, [lh, rh]].any(-1) & (t.conf[:, nose] > 0)
+        up = torch.where(hipless[:, None], t.kp2d[:, nose] - _mean_pair(obs, has, (ls, rs)), up)
     # Shoulder-to-hip lengths barely change with yaw, so their ratio gives the depth.
     pair_ok = torch.stack([has[:, ls] & has[:, lh], has[:, rs] & has[:, rh]], -1).float()
     len2d = torch.stack([(obs[:, ls] - obs[:, lh]).norm(dim=-1), (obs[:, rs] - obs[:, rh]).norm(dim=-1)], -1)
     len3d = torch.stack([(model[:, ls] - model[:, lh]).norm(dim=-1), (model[:, rs] - model[:, rh]).norm(dim=-1)], -1)  # fmt: skip
-    size3d = (model - model.mean(1, keepdim=True)).norm(dim=-1).amax(-1)
+    size3d = ((model - _mean_pair(model, has, tuple(range(4)))[:, None]).norm(dim=-1) * has).amax(-1)
     size2d = ((obs - _mean_pair(obs, has, tuple(range(4)))[:, None]).norm(dim=-1) * has).amax(-1)
     ratio = torch.where(
         pair_ok.sum(-1) > 0,

@@ -153,6 +153,8 @@ class Problem:
         self.torso = torch.as_tensor([self.names.index(n) for n in TORSO], device=device)
         self.torso_mask = torch.zeros(len(self.names), dtype=torch.bool, device=device)
         self.torso_mask[self.torso] = True
+        self.hip_keypoints = torch.zeros_like(self.torso_mask)
+        self.hip_keypoints[self.torso[2:]] = True
         # keypoints the hips' rotations move: knees, ankles, feet
         hips = [body_model.joint_names.index(n) for n in ("left_hip", "right_hip") if n in body_model.joint_names]
         self.legs = self.observation["moves"][hips].any(0)
@@ -188,7 +190,7 @@ class Problem:
         valid &= self.available
         # the person's size (the residuals' unit) from every keypoint given, before those not believed are dropped
         given, scale = valid, _person_size(kp2d, valid)
-        sil = None
+        sil, cut = None, torch.zeros(n, dtype=torch.bool, device=dev)
         if masks is not None and self.cfg.silhouette_weight > 0:
             if frames != 1:
                 raise ValueError("masks are used for single-frame fits; a video batch (T, P, ...) takes none")
@@ -201,10 +203,14 @@ class Problem:
                 ka, kb = self.torso[a], self.torso[b]
                 pair = torch.where(valid[:, ka] & valid[:, kb], (kp2d[:, ka] - kp2d[:, kb]).norm(dim=-1), 0 * scale)
                 width = torch.maximum(width, pair)
-            valid = valid & ~(torso_cut_at_bottom(masks, width)[:, None] & self.legs)
+            cut = torso_cut_at_bottom(masks, width)
+            valid = valid & ~(cut[:, None] & self.legs)
         valid, observed = self.believed(given, valid, conf)
-        # the torso keypoints place the body: kept whenever given
-        valid = valid | (given & self.torso_mask)
+        # the torso keypoints place the body: kept whenever given, except the hips of a torso the bottom border
+        # cuts (they lie below the picture, wherever the detector puts them) when the shoulders remain
+        keep = given & self.torso_mask
+        shoulders = keep[:, self.torso[:2]].all(-1)
+        valid = (valid | keep) & ~((cut & shoulders)[:, None] & self.hip_keypoints)
         conf = torch.where(valid, conf, torch.zeros_like(conf))
         kp2d = torch.where(valid[..., None], kp2d, torch.zeros_like(kp2d))
         if (valid[:, self.torso].sum(-1) < 2).any():
