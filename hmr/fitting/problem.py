@@ -166,7 +166,7 @@ class Problem:
         """Surface points for the silhouette term (built on first use)."""
         if self._outline is None:
             bm = self.body_model
-            self._outline = ReducedBodyModel(bm, outline_set(bm)).to(device=self.device, dtype=self.dtype)
+            self._outline = ReducedBodyModel(bm, outline_set(bm), jacobian=False).to(device=self.device, dtype=self.dtype)
         return self._outline
 
     # -------------------------------------------------------------------------------------- inputs

@@ -23,7 +23,7 @@ class ReducedBodyModel(nn.Module):
     vertices thus cost a few virtual vertices per keypoint.
     """
 
-    def __init__(self, model: BodyModel, keypoints: KeypointSet):
+    def __init__(self, model: BodyModel, keypoints: KeypointSet, jacobian: bool = True):
         super().__init__()
         nj, nv = model.num_joints, model.num_vertices
         on_vertex = keypoints.cols >= nj
@@ -75,6 +75,16 @@ class ReducedBodyModel(nn.Module):
         self.register_buffer("kp_total", torch.as_tensor(total_w, dtype=dt, device=dev)[:, None])
         self.num_keypoints = keypoints.num
 
+        # The blend shapes in one matrix, so a forward pass with all betas does not concatenate them.
+        blend = [self.shapedirs] + ([self.posedirs] if self.posedirs is not None else [])
+        self.register_buffer("blend_t", torch.cat(blend, 1).T.contiguous())
+        if jacobian:
+            self._jacobian_buffers(kp_matrix, total_w, v_joint, v_weight, n, dt, dev)
+
+    def _jacobian_buffers(self, kp_matrix, total_w, v_joint, v_weight, n, dt, dev) -> None:
+        """What :meth:`linearise` needs (``jacobian=False`` skips it: (K+J) x J x columns floats, 200 MB for
+        the silhouette's 400 surface points)."""
+        nj = len(self.parents)
         # For ``linearise``: every column of [joints; virtual vertices] is a point rigidly attached to one
         # joint's frame (a joint to its parent's, the root to itself), moved by the rotations of that frame's
         # ancestors. Rows are the keypoints, then the joints.
@@ -105,7 +115,8 @@ class ReducedBodyModel(nn.Module):
             eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
             feats.append((rotmats[:, 1:] - eye).reshape(b, -1))
             dirs.append(self.posedirs)
-        rest = (self.v_template[:, 0] + torch.cat(feats, 1) @ torch.cat(dirs, 1).T).view(b, -1, 3)
+        blend_t = self.blend_t if betas.shape[1] == self.num_betas else torch.cat(dirs, 1).T
+        rest = (self.v_template[:, 0] + torch.cat(feats, 1) @ blend_t).view(b, -1, 3)
         rest_joints = self.rest_joints(betas)
         world, joints = forward_kinematics(rotmats, rest_joints, self.parents, self.levels)
         return rest, rest_joints, world, joints
