@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hmr.detection.detector import DEFAULT_THRESHOLD
-from hmr.fitting import FitConfig
+from hmr.fitting import FitConfig, StageConfig
 from hmr.io.exports import OUTPUT_FORMATS
 from hmr.io.images import MAX_PIXELS
 from hmr.models.precision import PRECISIONS
@@ -91,9 +91,12 @@ class PipelineConfig:
     camera: CameraSection = field(default_factory=CameraSection)
     # For BlazePose (docs/fitting.md): limbs below visibility 0.5 are mostly invented (cut off by the border,
     # hidden); its small systematic offsets drive weakly seen shape components to the bound without a
-    # shape-prior floor; nothing in one image tells height, so it stays near the mean
+    # shape-prior floor; nothing in one image tells height, so it stays near the mean. Video frames after a
+    # track's first keep its shape (one body per person; refitted, the priors would pull it a little to the
+    # mean at every frame).
     fitting: FitConfig = field(default_factory=lambda: FitConfig(
-        visible_confidence=0.5, shape_prior_floor=1.0, height_prior=1000.0))  # fmt: skip
+        visible_confidence=0.5, shape_prior_floor=1.0, height_prior=1000.0,
+        warm_stages=(StageConfig(iterations=10, lr=0.02, prior_scale=0.01, lm_iterations=10, shape=False),)))  # fmt: skip
     tracking: TrackingSection = field(default_factory=TrackingSection)
     smoothing: SmoothingSection = field(default_factory=SmoothingSection)
     outputs: OutputsSection = field(default_factory=OutputsSection)
