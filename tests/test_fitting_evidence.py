@@ -297,3 +297,14 @@ def test_initial_depth_from_the_shoulders_alone(model, person):
     p = initial_camera(problem, problem.initial_params(t, None), t, keep_orient=False, h=1)
     depth = p.transl()[0, 2].item()
     assert depth == pytest.approx(float(person["data"]["cam_t"][0, 2]), rel=0.25)
+
+
+def test_near_mask():
+    from hmr.fitting.silhouette import near_mask
+
+    mask = np.zeros((1, 100, 100), np.float32)
+    mask[0, 40:60, 40:60] = 1
+    pts = torch.tensor([[[50.0, 50.0], [65.0, 50.0], [80.0, 50.0], [150.0, 50.0], [50.0, -5.0]]])
+    # inside; 6 px right of the mask (radius 8); 21 px off; outside the image (twice): no evidence against them
+    assert near_mask(mask, pts, torch.tensor([8.0]))[0].tolist() == [True, True, False, True, True]
+    assert near_mask(mask, pts, torch.tensor([2.0]))[0].tolist() == [True, False, False, True, True]

@@ -23,7 +23,14 @@ from hmr.fitting.config import FitConfig, StageConfig
 from hmr.fitting.keypoints import TORSO, reduced_model
 from hmr.fitting.priors import Penalty, PosePrior, height_scale, shape_penalty, temporal_penalty
 from hmr.fitting.reduced import ReducedBodyModel
-from hmr.fitting.silhouette import Silhouette, outline_set, silhouette_cost, silhouette_targets, torso_cut_at_bottom
+from hmr.fitting.silhouette import (
+    Silhouette,
+    near_mask,
+    outline_set,
+    silhouette_cost,
+    silhouette_targets,
+    torso_cut_at_bottom,
+)
 from hmr.geometry import (
     Camera,
     axis_angle_to_matrix,
@@ -170,8 +177,11 @@ class Problem:
         return self._outline
 
     # -------------------------------------------------------------------------------------- inputs
-    def targets(self, kp2d, conf, kp3d, camera: Camera, frames: int, people: int, masks=None) -> Targets:
-        """Targets from the inputs of :func:`hmr.fitting.fit`; ``masks`` (N, H, W) person masks of one frame."""
+    def targets(self, kp2d, conf, kp3d, camera: Camera, frames: int, people: int, masks=None,
+                silhouette: bool = True) -> Targets:  # fmt: skip
+        """Targets from the inputs of :func:`hmr.fitting.fit`; ``masks`` (N, H, W) person masks of one frame,
+        also for the silhouette term unless ``silhouette`` is False (a warm start, whose LM stages leave it out,
+        uses them only to judge keypoints)."""
         n, k = frames * people, len(self.names)
         dev, dt = self.device, self.dtype
         lead = tuple(kp2d.shape[:-2])
@@ -194,10 +204,11 @@ class Problem:
         if masks is not None and self.cfg.silhouette_weight > 0:
             if frames != 1:
                 raise ValueError("masks are used for single-frame fits; a video batch (T, P, ...) takes none")
-            sil = silhouette_targets(masks, kp2d, valid, scale)
+            if silhouette:
+                sil = silhouette_targets(masks, kp2d, valid, scale)
             # a keypoint off the person's mask is not on the person (a limb the detector invented), nor are legs
             # shown inside the picture of a person whose torso the bottom border cuts
-            valid = valid & (sil.distance(kp2d) <= self.cfg.silhouette_margin)
+            valid = valid & near_mask(masks, kp2d, self.cfg.silhouette_margin * scale)
             width = 0.3 * scale  # a torso's width: its shoulders' or hips' distance, at least 30% of the body's size
             for a, b in ((0, 1), (2, 3)):
                 ka, kb = self.torso[a], self.torso[b]

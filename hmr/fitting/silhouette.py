@@ -136,6 +136,24 @@ def outline_set(body_model: BodyModel, num: int = OUTLINE_POINTS) -> KeypointSet
     return per_model[num]
 
 
+def near_mask(masks, pixels: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """(N, K) bool: the mask (>= 0.5) reaches within ``radius`` (N,) pixels (a square window) of each point
+    ``pixels`` (N, K, 2); points outside the image count as near (no evidence against them)."""
+    masks = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+    pts = pixels.detach().cpu().double().numpy()
+    rad = radius.detach().cpu().double().numpy()
+    out = np.ones(pts.shape[:2], dtype=bool)
+    for i, mask in enumerate(masks):
+        h, w = mask.shape
+        r = max(int(np.ceil(rad[i])), 0)
+        for k, (x, y) in enumerate(pts[i]):
+            xi, yi = int(np.floor(x)), int(np.floor(y))
+            if 0 <= xi < w and 0 <= yi < h:
+                window = mask[max(yi - r, 0) : yi + r + 1, max(xi - r, 0) : xi + r + 1]
+                out[i, k] = bool((window >= 0.5).any())
+    return torch.as_tensor(out, device=pixels.device)
+
+
 def torso_cut_at_bottom(masks, torso_width: torch.Tensor, run: float = CUT_RUN) -> torch.Tensor:
     """(N,) bool: the image's bottom row crosses person i's mask in one run at least ``run`` times their 2D
     torso width ``torso_width`` (N,) pixels long, i.e. the border cuts their torso (feet or legs at the border

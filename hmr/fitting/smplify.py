@@ -101,7 +101,7 @@ class SequenceFitter:
     def step(self, keypoints_2d, confidences, keypoints_3d=None, init: MeshOutput | None = None,
              masks=None) -> MeshOutput:  # fmt: skip
         """Fit one frame: keypoints_2d (P, K, 2), confidences (P, K), optional keypoints_3d (P, K, 3) and person
-        masks (P, H, W) (used by cold fits; warm starts run Levenberg-Marquardt without them)."""
+        masks (P, H, W) (the silhouette term of cold fits; from a start, only to judge keypoints)."""
         kp2d = as_tensor(keypoints_2d, "keypoints_2d")
         if kp2d.dim() != 3:
             raise ValueError(f"keypoints_2d has shape {tuple(kp2d.shape)}; expected (P, K, 2) for one frame")
@@ -112,7 +112,10 @@ class SequenceFitter:
             raise ValueError(
                 f"frame has {kp2d.shape[0]} people but the previous frame had {start.batch_size}; call reset()"
             )
-        targets = problem.targets(kp2d, confidences, keypoints_3d, self.camera, 1, kp2d.shape[0], masks)
+        # from a start the stages run LM, which leaves the silhouette out: masks then only judge keypoints (a
+        # person the warm start loses is refitted cold without it)
+        targets = problem.targets(kp2d, confidences, keypoints_3d, self.camera, 1, kp2d.shape[0], masks,
+                                  silhouette=start is None)  # fmt: skip
         if start is not None and len(self._joints) >= 2:
             targets.joint_prediction = 2 * self._joints[-1] - self._joints[-2]
         stages = self.cfg.refine_stages if init is not None else self.cfg.warm_stages
