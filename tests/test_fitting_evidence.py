@@ -308,3 +308,13 @@ def test_near_mask():
     # inside; 6 px right of the mask (radius 8); 21 px off; outside the image (twice): no evidence against them
     assert near_mask(mask, pts, torch.tensor([8.0]))[0].tolist() == [True, True, False, True, True]
     assert near_mask(mask, pts, torch.tensor([2.0]))[0].tolist() == [True, False, False, True, True]
+
+
+def test_masks_of_the_wrong_shape_are_refused(model, person):
+    from hmr.fitting.problem import Problem
+
+    problem = Problem(model, "blazepose33", FitConfig(), torch.device("cpu"))
+    args = (person["keypoints_2d"], person["confidences"], None, person["camera"], 1, 1)
+    for silhouette in (True, False):  # also when the masks only judge keypoints
+        with pytest.raises(ValueError, match=r"masks has shape \(2, 10, 10\); expected \(1, H, W\)"):
+            problem.targets(*args, np.zeros((2, 10, 10), np.float32), silhouette=silhouette)

@@ -53,8 +53,8 @@ from hmr.body import SMPL_JOINT_NAMES, BodyModel, KeypointSet
 from hmr.body.keypoints import BLAZEPOSE33_NAMES
 from hmr.body.model import keypoint_set_arrays
 from hmr.data.people import sample_betas, sample_pose
-from hmr.data.synth import SynthGenerator, procedural_background
-from hmr.geometry import Camera, axis_angle_to_matrix, matrix_to_axis_angle
+from hmr.data.synth import SynthGenerator, _rot, procedural_background
+from hmr.geometry import Camera, matrix_to_axis_angle
 
 SET_NAME = "blazepose33"
 CALIBRATION_VERSION = 1
@@ -621,10 +621,6 @@ def starting_definition(body_model: BodyModel) -> tuple[KeypointSet, str]:
 
 
 # --------------------------------------------------------------------------------------------- the views
-def _rot(aa) -> np.ndarray:
-    return axis_angle_to_matrix(torch.as_tensor(np.asarray(aa, np.float64))[None])[0].numpy()
-
-
 def _scene(body_model: BodyModel, rng: np.random.Generator) -> dict:
     """One person and camera: image size, focal, pose, shape, and the camera-frame joints and vertices."""
     w, h = IMAGE_SIZES[int(rng.integers(len(IMAGE_SIZES)))]

@@ -27,6 +27,7 @@ from hmr.fitting.silhouette import (
     Silhouette,
     near_mask,
     outline_set,
+    person_masks,
     silhouette_cost,
     silhouette_targets,
     torso_cut_at_bottom,
@@ -204,6 +205,7 @@ class Problem:
         if masks is not None and self.cfg.silhouette_weight > 0:
             if frames != 1:
                 raise ValueError("masks are used for single-frame fits; a video batch (T, P, ...) takes none")
+            masks = person_masks(masks, n)
             if silhouette:
                 sil = silhouette_targets(masks, kp2d, valid, scale)
             # a keypoint off the person's mask is not on the person (a limb the detector invented), nor are legs
@@ -295,10 +297,17 @@ class Problem:
         return Params(orient, body_pose, betas, cam)
 
     # ---------------------------------------------------------------------------------- model & loss
-    def forward(self, p: Params, t: Targets) -> tuple[torch.Tensor, torch.Tensor]:
-        rot = torch.cat([rot6d_to_matrix(p.orient)[:, None], axis_angle_to_matrix(p.body_pose)], dim=1)
-        betas = p.betas.repeat(t.frames, 1)
-        return self.model(rot, betas, p.transl())
+    @staticmethod
+    def rotations(p: Params) -> torch.Tensor:
+        """(N, J, 3, 3) local rotations: the root's from its 6D form, the body's from axis-angle."""
+        return torch.cat([rot6d_to_matrix(p.orient)[:, None], axis_angle_to_matrix(p.body_pose)], dim=1)
+
+    def forward(self, p: Params, t: Targets, model: ReducedBodyModel | None = None,
+                rot: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """The keypoints (or ``model``'s points, e.g. :attr:`outline`) and joints with translation; ``rot``:
+        :meth:`rotations` of ``p`` when already computed."""
+        rot = self.rotations(p) if rot is None else rot
+        return (self.model if model is None else model)(rot, p.betas.repeat(t.frames, 1), p.transl())
 
     def temporal_weight(self, t: Targets) -> float:
         return self.cfg.online_temporal_weight if t.joint_prediction is not None else self.cfg.temporal_weight
@@ -331,7 +340,8 @@ class Problem:
     def terms(self, p: Params, obj: Objective):
         """Per keypoint data terms (N, K), per body joint prior terms (N, J-1) and the shared terms (scalar)."""
         cfg, t, conf = self.cfg, obj.targets, obj.conf
-        kp, joints = self.forward(p, t)
+        rot = self.rotations(p)
+        kp, joints = self.forward(p, t, rot=rot)
         proj = t.camera.project(kp)
         r2 = ((proj - t.kp2d) / t.scale[:, None, None]).pow(2).sum(-1)
         data = cfg.keypoint_weight * conf * geman_mcclure(r2, cfg.robust_sigma)
@@ -342,8 +352,7 @@ class Problem:
             return data, None, data.new_zeros(())
         if t.silhouette is not None and obj.priors.silhouette:
             # one more data column per person: a person's cost (hypothesis choice) includes it
-            rot = torch.cat([rot6d_to_matrix(p.orient)[:, None], axis_angle_to_matrix(p.body_pose)], dim=1)
-            surface, _ = self.outline(rot, p.betas.repeat(t.frames, 1), p.transl())
+            surface, _ = self.forward(p, t, self.outline, rot)
             robust = functools.partial(geman_mcclure, sigma=cfg.silhouette_sigma)
             sil = silhouette_cost(t.camera.project(surface), t.silhouette, t.scale, robust, cfg.silhouette_margin,
                                   cfg.silhouette_cover)  # fmt: skip

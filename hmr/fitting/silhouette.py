@@ -56,13 +56,18 @@ class Silhouette:
                                                padding_mode="border")[:, 0, 0]  # fmt: skip
 
 
-def silhouette_targets(masks, kp2d: torch.Tensor, valid: torch.Tensor, scale: torch.Tensor) -> Silhouette:
-    """Rasters of ``masks`` (N, H, W) in [0, 1] (numpy or torch; the camera's image) around each person's used
-    keypoints ``kp2d`` (N, K, 2) pixels (``valid`` (N, K)), whose 2D sizes are ``scale`` (N,) pixels."""
+def person_masks(masks, n: int) -> np.ndarray:
+    """``masks`` (numpy or torch) as an (n, H, W) numpy array, one mask per person; a ValueError otherwise."""
     masks = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
-    n = kp2d.shape[0]
     if masks.ndim != 3 or masks.shape[0] != n:
         raise ValueError(f"masks has shape {masks.shape}; expected ({n}, H, W), one mask per person")
+    return masks
+
+
+def silhouette_targets(masks: np.ndarray, kp2d: torch.Tensor, valid: torch.Tensor, scale: torch.Tensor) -> Silhouette:
+    """Rasters of ``masks`` (N, H, W) in [0, 1] (:func:`person_masks`; the camera's image) around each person's
+    used keypoints ``kp2d`` (N, K, 2) pixels (``valid`` (N, K)), whose 2D sizes are ``scale`` (N,) pixels."""
+    n = kp2d.shape[0]
     kp = kp2d.detach().cpu().double().numpy()
     ok = valid.detach().cpu().numpy()
     sizes = scale.detach().cpu().double().numpy()
@@ -136,10 +141,10 @@ def outline_set(body_model: BodyModel, num: int = OUTLINE_POINTS) -> KeypointSet
     return per_model[num]
 
 
-def near_mask(masks, pixels: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
-    """(N, K) bool: the mask (>= 0.5) reaches within ``radius`` (N,) pixels (a square window) of each point
-    ``pixels`` (N, K, 2); points outside the image count as near (no evidence against them)."""
-    masks = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+def near_mask(masks: np.ndarray, pixels: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """(N, K) bool: the mask (>= 0.5; ``masks`` (N, H, W)) reaches within ``radius`` (N,) pixels (a square
+    window) of each point ``pixels`` (N, K, 2); points outside the image count as near (no evidence against
+    them)."""
     pts = pixels.detach().cpu().double().numpy()
     rad = radius.detach().cpu().double().numpy()
     out = np.ones(pts.shape[:2], dtype=bool)
@@ -154,11 +159,10 @@ def near_mask(masks, pixels: torch.Tensor, radius: torch.Tensor) -> torch.Tensor
     return torch.as_tensor(out, device=pixels.device)
 
 
-def torso_cut_at_bottom(masks, torso_width: torch.Tensor, run: float = CUT_RUN) -> torch.Tensor:
-    """(N,) bool: the image's bottom row crosses person i's mask in one run at least ``run`` times their 2D
-    torso width ``torso_width`` (N,) pixels long, i.e. the border cuts their torso (feet or legs at the border
-    make short runs). The legs a detector then shows inside the picture are invented."""
-    masks = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+def torso_cut_at_bottom(masks: np.ndarray, torso_width: torch.Tensor, run: float = CUT_RUN) -> torch.Tensor:
+    """(N,) bool: the image's bottom row crosses person i's mask (``masks`` (N, H, W)) in one run at least ``run``
+    times their 2D torso width ``torso_width`` (N,) pixels long, i.e. the border cuts their torso (feet or legs
+    at the border make short runs). The legs a detector then shows inside the picture are invented."""
     width = torso_width.detach().cpu().numpy()
     out = np.zeros(len(masks), dtype=bool)
     for i, mask in enumerate(masks):
