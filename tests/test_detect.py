@@ -126,6 +126,34 @@ def test_no_landmarks_where_no_body(pose):
     assert pose(img, np.array([[50, 20, 150, 280]], np.float32)) == [None]
 
 
+def test_interrupt_never_leaves_a_frame_in_flight(pose):
+    """Ctrl-C or SIGTERM raised just after a frame went in: the call waits for MediaPipe before the exception
+    leaves (its threads calling back into a shutting-down interpreter abort the process: CI saw exit -6)."""
+
+    class Interrupting:
+        def __init__(self, graph):
+            self.graph = graph
+
+        def add_packet_to_input_stream(self, stream, packet):
+            self.graph.add_packet_to_input_stream(stream, packet)
+            if stream == "roi":
+                raise KeyboardInterrupt  # where a signal handler would raise
+
+        def __getattr__(self, name):
+            return getattr(self.graph, name)
+
+    img = read_image(ROOT / "examples/basketball1.png")
+    real = pose._graph
+    pose._graph = Interrupting(real)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pose(img, np.array([[30, 82, 160, 478]], np.float32))
+        assert "landmarks" in pose._out  # the frame's callbacks had run when the exception left
+    finally:
+        pose._graph = real
+    assert pose(img, np.array([[30, 82, 160, 478]], np.float32))[0] is not None  # and the graph still works
+
+
 def test_observe_people_combines_detector_and_landmarks(detector, pose):
     from hmr.pipeline.observe import observe_people
 

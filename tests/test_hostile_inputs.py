@@ -809,7 +809,7 @@ def test_sigterm_and_ctrl_c_clean_up(tmp_path, sig, code, line):
         stdout, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == code
+    assert proc.returncode == code, err
     assert "Traceback" not in err and err.strip().splitlines() == [line]
     assert "0 done, 0 already done, 0 failed" in summary(stdout)
     assert not any(out.iterdir())

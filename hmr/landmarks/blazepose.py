@@ -145,9 +145,13 @@ class PoseEstimator:
         self._ts += 1
         self._out.clear()
         frame = mp.packet_creator.create_image_frame(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-        self._graph.add_packet_to_input_stream("image", frame.at(self._ts))
-        self._graph.add_packet_to_input_stream("roi", mp.packet_creator.create_proto(rect).at(self._ts))
-        self._graph.wait_until_idle()
+        try:
+            self._graph.add_packet_to_input_stream("image", frame.at(self._ts))
+            self._graph.add_packet_to_input_stream("roi", mp.packet_creator.create_proto(rect).at(self._ts))
+        finally:
+            # Also when Ctrl-C or SIGTERM is raised between the two calls: a frame left in flight calls back into
+            # Python from MediaPipe's threads, and a callback during interpreter shutdown aborts the process.
+            self._graph.wait_until_idle()
         if "landmarks" not in self._out:
             return None
         lms = self._out["landmarks"].landmark
