@@ -93,7 +93,7 @@ def _timing(model: BodyModel, data: dict) -> list[list]:
             run(idx)
         ms = (time.process_time() - start) / (5 if batch == 1 else batch) * 1000
         who = "one person at a time" if batch == 1 else f"batch {batch}"
-        what = ", with 3D keypoints (Adam)" if use_3d else f", solver {solver}"
+        what = ", with 3D keypoints (LM on 2D, then Adam)" if use_3d else f", solver {solver}"
         rows.append([f"cold fit, {who}{what}", f"{ms:.0f}"])
         print(rows[-1], flush=True)
     # Warm start: a 30-frame clip of one person moving from one synthetic pose to another.

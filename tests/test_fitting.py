@@ -34,6 +34,7 @@ from hmr.fitting import (
 from hmr.fitting.fitter import Fitter
 from hmr.fitting.keypoints import reduced_model
 from hmr.fitting.problem import PARAMS, Objective, Params, Problem, cam_from_transl
+from hmr.fitting.silhouette import outline_set
 from hmr.geometry import (
     Camera,
     axis_angle_to_matrix,
@@ -79,6 +80,12 @@ def test_reduced_model_matches_full_model(model):
         torch.testing.assert_close(kp, full.keypoint_set(name), atol=2e-5, rtol=0)
         torch.testing.assert_close(joints, full.joints, atol=2e-5, rtol=0)
         assert reduced.vertex_joint.shape[0] < 25 * kp_def.num  # a few virtual vertices per keypoint
+        # Another point set of the same body reuses these kinematics (the fit's keypoints and surface points).
+        surface = outline_set(m, 50)
+        rot = axis_angle_to_matrix(pose)
+        with torch.no_grad():
+            pts, _ = ReducedBodyModel(m, surface, jacobian=False)(rot, betas, transl, reduced.kinematics(rot, betas))
+        torch.testing.assert_close(pts, full.vertices[:, surface.cols - m.num_joints], atol=2e-5, rtol=0)
 
 
 def test_reduced_model_jacobian_matches_autograd(model):
@@ -180,6 +187,39 @@ def test_fit_with_3d_keypoints_recovers_joints(model, data):
     torch.testing.assert_close(out.keypoints_2d_full, gt["camera"].project(out.keypoints_3d, out.cam_t_full))
     assert (out.keypoints_2d_full - gt["keypoints_2d"]).norm(dim=-1).mean() < 3  # pixels
     torch.testing.assert_close(out.focal_length, gt["camera"].focal_length)
+
+
+@pytest.mark.parametrize("flat_stages", [2, 0])
+def test_cold_fit_with_3d_keypoints_starts_on_the_2d_keypoints(model, data, monkeypatch, flat_stages):
+    """The camera and the first ``cold_2d_stages`` stages see only the 2D keypoints, so LM runs them, on every
+    hypothesis; the hypotheses are decided, with the 3D keypoints, when those join (Adam from then on)."""
+    import hmr.fitting.fitter as fitter_module
+
+    seen, solvers = [], []
+    optimise = Fitter.optimise
+
+    def spy(self, p, obj, stage, near=False):
+        seen.append((obj.targets.kp3d is not None, len(p.orient)))
+        optimise(self, p, obj, stage, near)
+
+    lm = fitter_module.levenberg_marquardt
+    cost = Problem.person_cost
+    chosen = []
+    monkeypatch.setattr(Problem, "person_cost", lambda self, p, t, st: chosen.append((len(seen), t.kp3d is not None))
+                        or cost(self, p, t, st))  # fmt: skip
+    monkeypatch.setattr(Fitter, "optimise", spy)
+    monkeypatch.setattr(fitter_module, "levenberg_marquardt", lambda *a: solvers.append(len(seen)) or lm(*a))
+    sub = _subset(data, slice(0, 2))
+    gt = render_keypoints(sub, model)
+    cfg = FitConfig(cold_2d_stages=flat_stages)
+    out = fit(gt["keypoints_2d"], gt["confidences"], model, gt["camera"], keypoints_3d=gt["keypoints_3d"], config=cfg)
+    h = cfg.orientation_hypotheses
+    if flat_stages:
+        assert seen == [(False, 2 * h)] * 3 + [(True, 2)]  # camera, 2 pose stages; the final stage
+        assert solvers == [1, 2, 3] and chosen == [(3, True)]
+    else:
+        assert seen == [(True, 2 * h)] * 2 + [(True, 2)] * 2 and solvers == [] and chosen == [(2, True)]
+    assert (1000 * pa_mpjpe(_joints(model, out), gt["joints"]) < 20).all()
 
 
 def test_shape_stays_within_bound_on_implausible_keypoints(model, data):

@@ -59,14 +59,20 @@ class FitConfig:
     # again from scratch.
     warm_restart_error: float = 0.02
     # Yaw angles (about the body's vertical axis) tried by stage 1, how many of the best are carried through the
-    # first ``orientation_stages`` pose and final stages (then the lowest cost wins; with 3D keypoints after the
-    # first stage).
+    # first ``orientation_stages`` pose and final stages (then the lowest cost wins; with 3D keypoints as soon as
+    # they join, see ``cold_2d_stages``).
     yaw_hypotheses: int = 12
     orientation_hypotheses: int = 3
     orientation_stages: int = 3
+    # Cold fits with 3D keypoints or masks: the camera stage and this many stages after it fit the 2D keypoints
+    # alone, so Levenberg-Marquardt runs them (where ``solver`` and the stage allow); then the 3D keypoints and
+    # the silhouette join (Adam), and with 3D keypoints each person's orientation hypothesis is chosen by the
+    # cost with them. 0: from the camera stage on (all Adam; hypotheses chosen after the first pose stage).
+    cold_2d_stages: int = 2
     # "lm": Levenberg-Marquardt (damped Gauss-Newton per person) for single-frame fits, converging in a few tens
-    # of iterations; "adam": Adam everywhere. Cold fits with 3D keypoints and video batches (frames fitted
-    # jointly) always use Adam; fits with 3D keypoints from an init or a previous frame use LM.
+    # of iterations; "adam": Adam everywhere. Cold-fit stages with 3D keypoints (after ``cold_2d_stages``) and
+    # video batches (frames fitted jointly) always use Adam; fits with 3D keypoints from an init or a previous
+    # frame use LM.
     solver: str = "lm"
     # Initial damping (divided by ``lm_damping_decrease`` after a step that lowers the cost, multiplied by
     # ``lm_damping_increase`` otherwise), its floor relative to the mean curvature, and the largest change of any

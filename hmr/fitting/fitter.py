@@ -57,22 +57,29 @@ class Fitter:
 
     def fit_cold(self, p: Params, t: Targets) -> Params:
         """From the mean pose: camera hypotheses, carried through the first ``orientation_stages`` stages (pose
-        stages, then final stages; the first only with 3D keypoints), after which each person keeps their
-        cheapest; every stage after the first follows a limb flip search."""
+        stages, then final stages), after which each person keeps their cheapest; every stage after the first
+        follows a limb flip search. With 3D keypoints or masks the camera and the first ``cold_2d_stages``
+        stages fit the 2D keypoints alone; with 3D keypoints each person's hypothesis is chosen when they join."""
         cfg, h = self.cfg, max(1, self.cfg.orientation_hypotheses)
-        p = self.fit_camera(p, t, h=h)
-        th = t.repeat(h) if h > 1 else t
         stages = (*cfg.pose_stages, *cfg.final_stages)
-        # With 3D keypoints the first stage already tells the orientations apart (same accuracy, 2/3 the time).
-        keep = min(max(1, cfg.orientation_stages) if t.kp3d is None else 1, len(stages))
+        flat, n2d = t, 0
+        if (t.kp3d is not None or t.silhouette is not None) and cfg.cold_2d_stages > 0:
+            flat = dataclasses.replace(t, kp3d=None, conf3d=None, silhouette=None)
+            n2d = min(cfg.cold_2d_stages, len(stages) - 1)
+        # With 3D keypoints the first stage that has them tells the orientations apart (same accuracy as
+        # carrying the hypotheses on, a fraction of the time).
+        keep = min(max(1, cfg.orientation_stages), len(stages)) if t.kp3d is None else max(n2d, 1)
+        p = self.fit_camera(p, flat, h=h)
+        th, flat_h = (t.repeat(h), flat.repeat(h)) if h > 1 else (t, flat)
         for i, stage in enumerate(stages):
+            ti = flat_h if i < n2d else th
             if i > 0 and cfg.flip_search and self.problem.limbs:
-                p = self.flip_search(p, th, stage)
-            self.run_stage(p, th, stage)
+                p = self.flip_search(p, ti, stage)
+            self.run_stage(p, ti, stage)
             if h > 1 and i + 1 == keep:
                 cost = self.problem.person_cost(p, th, stage).view(t.people, h)
                 p = p.choose(t.frames, t.people, h, cost.argmin(-1))
-                th, h = t, 1
+                th, flat_h, h = t, flat, 1
         return p
 
     def flip_search(self, p: Params, t: Targets, stage: StageConfig) -> Params:

@@ -302,12 +302,12 @@ class Problem:
         """(N, J, 3, 3) local rotations: the root's from its 6D form, the body's from axis-angle."""
         return torch.cat([rot6d_to_matrix(p.orient)[:, None], axis_angle_to_matrix(p.body_pose)], dim=1)
 
-    def forward(self, p: Params, t: Targets, model: ReducedBodyModel | None = None,
-                rot: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """The keypoints (or ``model``'s points, e.g. :attr:`outline`) and joints with translation; ``rot``:
-        :meth:`rotations` of ``p`` when already computed."""
+    def forward(self, p: Params, t: Targets, model: ReducedBodyModel | None = None, rot: torch.Tensor | None = None,
+                kinematics=None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """The keypoints (or ``model``'s points, e.g. :attr:`outline`) and joints with translation; ``rot`` and
+        ``kinematics``: :meth:`rotations` of ``p`` and ``ReducedBodyModel.kinematics`` when already computed."""
         rot = self.rotations(p) if rot is None else rot
-        return (self.model if model is None else model)(rot, p.betas.repeat(t.frames, 1), p.transl())
+        return (self.model if model is None else model)(rot, p.betas.repeat(t.frames, 1), p.transl(), kinematics)
 
     def temporal_weight(self, t: Targets) -> float:
         return self.cfg.online_temporal_weight if t.joint_prediction is not None else self.cfg.temporal_weight
@@ -341,7 +341,10 @@ class Problem:
         """Per keypoint data terms (N, K), per body joint prior terms (N, J-1) and the shared terms (scalar)."""
         cfg, t, conf = self.cfg, obj.targets, obj.conf
         rot = self.rotations(p)
-        kp, joints = self.forward(p, t, rot=rot)
+        silhouette = t.silhouette is not None and obj.priors is not None and obj.priors.silhouette
+        # the keypoints and the silhouette's surface points share one forward kinematics
+        kin = self.model.kinematics(rot, p.betas.repeat(t.frames, 1)) if silhouette else None
+        kp, joints = self.forward(p, t, rot=rot, kinematics=kin)
         proj = t.camera.project(kp)
         r2 = ((proj - t.kp2d) / t.scale[:, None, None]).pow(2).sum(-1)
         data = cfg.keypoint_weight * conf * geman_mcclure(r2, cfg.robust_sigma)
@@ -350,9 +353,9 @@ class Problem:
             data = data + cfg.keypoint_3d_weight * (w3 * (aligned - t.kp3d).pow(2).sum(-1))
         if obj.priors is None:
             return data, None, data.new_zeros(())
-        if t.silhouette is not None and obj.priors.silhouette:
+        if silhouette:
             # one more data column per person: a person's cost (hypothesis choice) includes it
-            surface, _ = self.forward(p, t, self.outline, rot)
+            surface, _ = self.forward(p, t, self.outline, rot, kin)
             robust = functools.partial(geman_mcclure, sigma=cfg.silhouette_sigma)
             sil = silhouette_cost(t.camera.project(surface), t.silhouette, t.scale, robust, cfg.silhouette_margin,
                                   cfg.silhouette_cover)  # fmt: skip

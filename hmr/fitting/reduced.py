@@ -106,9 +106,16 @@ class ReducedBodyModel(nn.Module):
         """(B, S) -> (B, J, 3) joints of the shaped body at rest."""
         return self.j_template + torch.einsum("bs,jcs->bjc", betas, self.j_shapedirs[..., : betas.shape[1]])
 
-    def _posed(self, rotmats: torch.Tensor, betas: torch.Tensor):
-        """Rest virtual vertices (B, V, 3) with shape and pose blend shapes, rest joints (B, J, 3), and the
-        world rotations (B, J, 3, 3) and positions (B, J, 3) of the joints."""
+    def kinematics(self, rotmats: torch.Tensor, betas: torch.Tensor):
+        """Rest joints (B, J, 3), and the world rotations (B, J, 3, 3) and positions (B, J, 3) of the joints: the
+        same for every keypoint set of one body model, so one result can serve several reduced models."""
+        rest_joints = self.rest_joints(betas)
+        world, joints = forward_kinematics(rotmats, rest_joints, self.parents, self.levels)
+        return rest_joints, world, joints
+
+    def _posed(self, rotmats: torch.Tensor, betas: torch.Tensor, kinematics=None):
+        """Rest virtual vertices (B, V, 3) with shape and pose blend shapes, then :meth:`kinematics` (computed
+        unless given)."""
         b = betas.shape[0]
         feats, dirs = [betas], [self.shapedirs[:, : betas.shape[1]]]
         if self.posedirs is not None:
@@ -117,15 +124,14 @@ class ReducedBodyModel(nn.Module):
             dirs.append(self.posedirs)
         blend_t = self.blend_t if betas.shape[1] == self.num_betas else torch.cat(dirs, 1).T
         rest = (self.v_template[:, 0] + torch.cat(feats, 1) @ blend_t).view(b, -1, 3)
-        rest_joints = self.rest_joints(betas)
-        world, joints = forward_kinematics(rotmats, rest_joints, self.parents, self.levels)
-        return rest, rest_joints, world, joints
+        return (rest, *(self.kinematics(rotmats, betas) if kinematics is None else kinematics))
 
     def forward(
-        self, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor | None = None
+        self, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor | None = None, kinematics=None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Local rotations (B, J, 3, 3), betas (B, S) -> keypoints (B, K, 3), joints (B, J, 3)."""
-        rest, rest_joints, world, joints = self._posed(rotmats, betas)
+        """Local rotations (B, J, 3, 3), betas (B, S) -> keypoints (B, K, 3), joints (B, J, 3); ``kinematics``:
+        :meth:`kinematics` of the same rotations and betas, when already computed (by a model of the same body)."""
+        rest, rest_joints, world, joints = self._posed(rotmats, betas, kinematics)
         offset = joints - (world @ rest_joints[..., None])[..., 0]
         rot_v, off_v = world[:, self.vertex_joint], offset[:, self.vertex_joint]
         verts = ((rot_v @ rest[..., None])[..., 0] + off_v) * self.vertex_weight[:, None]
