@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         "from the mean pose. PA-MPJPE over the 24 body joints, mm, per person; `pass` is the share under `goal` "
         "(40 mm 2D only, 20 mm with 3D keypoints, which are root-relative and compared after a similarity "
         "alignment; 1.5x those with noise). Time per person of the batched fit (all people at once). Default "
-        "solver: Levenberg-Marquardt for single-frame 2D-only fits (Adam with 3D keypoints); `solver adam` rows "
+        "solver: Levenberg-Marquardt for single-frame 2D-only fits (with 3D keypoints: LM on the 2D keypoints "
+        "alone for the camera and two pose stages, then Adam with them, `cold_2d_stages`); `solver adam` rows "
         "use Adam everywhere. The second set is drawn by the same generator with another seed "
         "(`make_synthetic_set(model, 120, seed=1)`); the newest settings were chosen on it.\n\n"
         + table(["input", "mean", "median", "90%", "max", "goal", "pass", "s/person"], acc + acc2)

@@ -22,7 +22,8 @@ class StageConfig:
     # and a single-frame fit; with 3D keypoints only near a solution); 0: Adam for this stage.
     lm_iterations: int = 0
     # Whether the silhouette term (person masks given) joins this stage; off in the first, strongly regularised
-    # pose stage, whose orientation hypotheses it would multiply the cost of.
+    # pose stage, whose orientation hypotheses it would multiply the cost of (cold fits leave it out of their
+    # first ``FitConfig.cold_2d_stages`` stages in any case).
     silhouette: bool = True
 
 
