@@ -66,8 +66,8 @@ class Fitter:
         if (t.kp3d is not None or t.silhouette is not None) and cfg.cold_2d_stages > 0:
             flat = dataclasses.replace(t, kp3d=None, conf3d=None, silhouette=None)
             n2d = min(cfg.cold_2d_stages, len(stages) - 1)
-        # With 3D keypoints the first stage that has them tells the orientations apart (same accuracy as
-        # carrying the hypotheses on, a fraction of the time).
+        # With 3D keypoints the hypotheses are decided when those join: carrying them through the final stage as
+        # well gained 0.2-0.3 mm on the synthetic set (2D + 3D) for three times that stage's work.
         keep = min(max(1, cfg.orientation_stages), len(stages)) if t.kp3d is None else max(n2d, 1)
         p = self.fit_camera(p, flat, h=h)
         th, flat_h = (t.repeat(h), flat.repeat(h)) if h > 1 else (t, flat)
