@@ -65,3 +65,28 @@ def test_stages_run_with_their_torch_thread_counts(monkeypatch):
     assert torch.get_num_threads() == before
     with torch_threads(0):
         assert torch.get_num_threads() == before
+
+
+def test_video_run_overlapping_the_2d_stage_equals_step_by_step():
+    """VideoSession.run observes frame t+1 in a second thread while frame t is fitted: every frame's tracks,
+    boxes, fitted and smoothed bodies are those of VideoSession.step, bit for bit."""
+    from hmr.io.video import read_video
+    from hmr.pipeline.video import VideoSession
+
+    pipeline = Pipeline(PipelineConfig(fitting=FAST_FIT))
+    frames = [f for _, f in zip(range(10), read_video(ROOT / "tests/data/vtest_clip.mp4")[0], strict=False)]
+    step = VideoSession(pipeline, 10.0, detect_every=3)
+    stepped = [step.step(f) for f in frames]
+    run = VideoSession(pipeline, 10.0, detect_every=3)
+    ran = list(run.run(iter(frames)))
+    assert len(ran) == len(frames) and run.frames == step.frames == len(frames)
+    for (frame_a, smooth_a), (image, frame_b, smooth_b), original in zip(stepped, ran, frames, strict=True):
+        assert image is original
+        for a, b in zip(_summary(frame_a), _summary(frame_b), strict=True):
+            assert a[0] == b[0] and (a[1] is None) == (b[1] is None) and (a[1] is None or np.array_equal(a[1], b[1]))
+        assert smooth_a.keys() == smooth_b.keys() and all(np.array_equal(smooth_a[k], smooth_b[k]) for k in smooth_a)
+    assert len(step.rows) == len(run.rows) and any(r["raw"] is not None for r in run.rows)
+    for a, b in zip(step.rows, run.rows, strict=True):
+        assert (a["frame"], a["track_id"]) == (b["frame"], b["track_id"])
+        if a["raw"] is not None:
+            assert all(np.array_equal(a["raw"][k], b["raw"][k]) for k in ("rotmats", "betas", "cam_t"))

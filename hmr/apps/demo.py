@@ -173,11 +173,17 @@ class Demo:
             stopped = False
             try:
                 start = time.perf_counter()
-                for i, image in enumerate(frames):
-                    if max_frames is not None and i >= max_frames:
-                        stopped = True
-                        break
-                    frame, smoothed = session.step(image)
+                more = []  # set when a frame beyond max_frames exists (read, never processed)
+
+                def capped():
+                    for i, image in enumerate(frames):
+                        if max_frames is not None and i >= max_frames:
+                            more.append(True)
+                            return
+                        yield image
+
+                # the 2D stage reads and observes frame i + 1 while frame i is fitted and rendered here
+                for i, (image, frame, smoothed) in enumerate(session.run(capped())):
                     meshes = [(tid, v) for tid, v in smoothed.items()]
                     picture = image
                     if self.painter is not None:
@@ -189,6 +195,7 @@ class Demo:
                     if on_frame is not None and on_frame(picture, live_fps) is False:
                         stopped = True
                         break
+                stopped = stopped or bool(more)
                 if session.frames == 0:
                     raise ValueError(f"{source}: no frames could be read")
                 if writer is not None:

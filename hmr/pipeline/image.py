@@ -105,8 +105,10 @@ class Pipeline:
     """Reusable image-to-meshes pipeline (models load once), configured by one :class:`PipelineConfig`.
 
     body_model: a :class:`hmr.body.BodyModel` to use instead of ``config.body`` (e.g. one already loaded).
-    Safe to call from several threads: calls are serialised (the landmark graph and the fitters keep state);
-    for parallel work build one Pipeline per thread.
+    Safe to call from several threads: calls are serialised per stage (one lock for detection and landmarks,
+    whose graph keeps state, one for the network and the fitters), so :meth:`observe` of one frame may run
+    beside the fit of another (``hmr.pipeline.video.VideoSession.run``); for parallel work build one Pipeline
+    per thread.
     """
 
     def __init__(self, config: PipelineConfig | None = None, body_model=None):
@@ -141,7 +143,8 @@ class Pipeline:
         # BlazePose's person masks feed the silhouette term of the free pipeline's fits
         self.pose = PoseEstimator(segmentation=self.network is None and cfg.fitting.silhouette_weight > 0)
         self._fitters: dict[tuple, object] = {}
-        self._lock = threading.Lock()
+        self._observe_lock = threading.Lock()  # detector and landmark graph
+        self._fit_lock = threading.Lock()  # network and fitters
 
     @property
     def method(self) -> str:
@@ -162,12 +165,14 @@ class Pipeline:
         (default ``config.detector.tiles``; video passes False). camera: this image's camera (batch 1;
         default: the config's ``camera`` section), e.g. a dataset's known intrinsics.
         """
-        with self._lock:
-            return self._frame(image, boxes, previous, observations, tiles, camera)
+        if observations is None:
+            observations = self.observe(image, boxes, tiles)
+        with self._fit_lock:
+            return self._frame(image, observations, previous, camera)
 
     def observe(self, image: np.ndarray, boxes: Detections | None = None, tiles: bool | None = None):
         """The 2D stage alone: people (boxes) and their landmarks (:func:`observe_people`)."""
-        with self._lock:
+        with self._observe_lock:
             return self._observe(image, boxes, tiles)
 
     def _observe(self, image, boxes, tiles):
@@ -175,10 +180,9 @@ class Pipeline:
         detect = None if boxes is not None else (lambda im: self.detector(im, tiles=tiles))
         return observe_people(image, detect, self.pose, boxes, self.config.detector.box_only_min_score)
 
-    def _frame(self, image, boxes, previous, observations, tiles, camera=None) -> FrameResult:
+    def _frame(self, image, obs, previous, camera=None) -> FrameResult:
         h, w = image.shape[:2]
         camera = camera if camera is not None else self.camera(w, h)
-        obs = observations if observations is not None else self._observe(image, boxes, tiles)
         meshes: list[MeshOutput | None] = [None] * len(obs)
         if self.network is not None and obs:
             net = self._run_network(image, np.stack([p.box for p in obs]), camera)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -48,15 +50,39 @@ class VideoSession:
         self._filters: dict[int, OneEuroFilter] = {}
         self._shapes: dict[int, tuple[np.ndarray, int]] = {}  # track id -> (sum of raw betas, frames)
         self.rows: list[dict] = []
-        self.frames = 0
+        self.frames = 0  # frames fitted
+        self._observed = 0  # frames through the 2D stage and the tracker (one ahead while :meth:`run` reads)
         self.last: FrameResult | None = None
 
     def step(self, image: np.ndarray) -> tuple[FrameResult, dict[int, np.ndarray]]:
         """Process one RGB frame; returns the frame's result (people carry track ids) and the smoothed
         vertices (camera frame, with translation) per track id."""
+        return self._fit(image, self._observe(image))
+
+    def run(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, FrameResult, dict[int, np.ndarray]]]:
+        """:meth:`step` over ``frames``, yielding (image, result, smoothed vertices): the next frame is read,
+        detected, given landmarks and tracked in a second thread while this one fits (and the caller renders)
+        the current one. The results are those of :meth:`step` frame by frame: the 2D stage and the tracker
+        never depend on a fit."""
+        frames = iter(frames)
+
+        def ahead():
+            image = next(frames, None)
+            return None if image is None else (image, self._observe(image))
+
+        with ThreadPoolExecutor(1, thread_name_prefix="hmr-video-observe") as pool:
+            job = pool.submit(ahead)
+            while (item := job.result()) is not None:
+                job = pool.submit(ahead)
+                image, observed = item
+                yield (image, *self._fit(image, observed))
+
+    def _observe(self, image: np.ndarray) -> tuple[list, list[int], set[int]]:
+        """The 2D stage and the tracker for the next frame: its people, their track ids and the tracks alive
+        after it."""
         p = self.pipeline
         live = [t for t in self.tracker.tracks if t.age == 0 and t.track_id in self._kp]
-        if self.frames % self.detect_every == 0 or not live:
+        if self._observed % self.detect_every == 0 or not live:
             obs = p.observe(image, tiles=False)
         else:
             boxes = np.stack([box_from_landmarks(self._kp[t.track_id]) for t in live])
@@ -65,12 +91,22 @@ class VideoSession:
             np.array([o.box for o in obs], np.float32).reshape(-1, 4),
             [o.keypoints.keypoints_3d if o.keypoints is not None else None for o in obs],
         )
-        frame = p(image, previous=[self._mesh.get(t) for t in ids], observations=obs)
+        for o, tid in zip(obs, ids, strict=True):
+            if o.keypoints is not None:
+                self._kp[tid] = dataclasses.replace(o.keypoints, mask=None)
+        live = {t.track_id for t in self.tracker.tracks}
+        for tid in [k for k in self._kp if k not in live]:
+            del self._kp[tid]
+        self._observed += 1
+        return obs, ids, live
+
+    def _fit(self, image: np.ndarray, observed: tuple[list, list[int], set[int]]) -> tuple[FrameResult, dict[int, np.ndarray]]:
+        """Fit, smooth and record one frame :meth:`_observe` saw (frames in order)."""
+        obs, ids, live = observed
+        frame = self.pipeline(image, previous=[self._mesh.get(t) for t in ids], observations=obs)
         smoothed = {}
         for person, tid in zip(frame.people, ids, strict=True):
             person.track_id = tid
-            if person.keypoints is not None:
-                self._kp[tid] = person.keypoints
             row = {"frame": self.frames, "track_id": tid, "box": person.box, "score": person.score,
                    "keypoints_2d": person.keypoints, "raw": None, "smoothed": None}  # fmt: skip
             if person.mesh is not None:
@@ -81,9 +117,8 @@ class VideoSession:
                 row["smoothed"] = self._smooth(tid, raw)
                 smoothed[tid] = row["smoothed"]["vertices"]
             self.rows.append(row)
-        live_ids = {t.track_id for t in self.tracker.tracks}
-        for store in (self._mesh, self._kp, self._filters, self._shapes):
-            for tid in [k for k in store if k not in live_ids]:
+        for store in (self._mesh, self._filters, self._shapes):  # tracks ended by this frame
+            for tid in [k for k in store if k not in live]:
                 del store[tid]
         self.frames += 1
         self.last = frame
