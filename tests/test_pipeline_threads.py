@@ -60,6 +60,10 @@ def test_stages_run_with_their_torch_thread_counts(monkeypatch):
     monkeypatch.setattr(Pipeline, "_fit_groups", lambda self, *a: seen.append(torch.get_num_threads()) or fit(self, *a))
     frame = pipeline(read_image(ROOT / "examples" / "astronaut.jpg"))
     assert frame.people and seen == [other] and torch.get_num_threads() == before
+    # the detector's onnxruntime threads: threads.detector (default 1), 0 leaving onnxruntime's own choice
+    assert pipeline.detector.session.get_session_options().intra_op_num_threads == 1
+    default = Pipeline(PipelineConfig(fitting=FAST_FIT, threads=ThreadsSection(detector=0)))
+    assert default.detector.session.get_session_options().intra_op_num_threads == 0
     with pytest.raises(RuntimeError), torch_threads(other):
         raise RuntimeError
     assert torch.get_num_threads() == before

@@ -75,10 +75,15 @@ class OutputsSection:
 
 @dataclass
 class ThreadsSection:
-    """torch threads per stage (0: torch's default, one per core); benchmarks/bench_threads.py measured these."""
+    """Threads per stage (0: the library's default, one per core); benchmarks/bench_threads.py and
+    bench_demo.py measured these."""
 
-    fitting: int = 1  # the fit's small tensors gain nothing from a second thread and lose much to a busy core
-    network: int = 0  # the networks' large products do use every core
+    fitting: int = 1  # torch: the fit's small tensors gain nothing from a second thread and lose much to a busy core
+    network: int = 0  # torch: the networks' large products do use every core
+    # onnxruntime's intra-op threads of the person detector: in video it runs beside the fit and the renderer
+    # (VideoSession.run), where 2 threads made one person's video 12.6 fps against 19.3 with 1; a still image's
+    # detection takes 18 ms instead of 12.
+    detector: int = 1
 
 
 @dataclass
@@ -115,7 +120,7 @@ class PipelineConfig:
             raise ValueError(f"tracking.detect_every must be >= 1, got {self.tracking.detect_every}")
         if self.camera.focal is not None and self.camera.focal <= 0:
             raise ValueError(f"camera.focal must be positive (pixels), got {self.camera.focal}")
-        if self.threads.fitting < 0 or self.threads.network < 0:
-            raise ValueError(f"threads: counts must be >= 0 (0: torch's default), got {self.threads}")
+        if self.threads.fitting < 0 or self.threads.network < 0 or self.threads.detector < 0:
+            raise ValueError(f"threads: counts must be >= 0 (0: the library's default), got {self.threads}")
         if self.outputs.max_pixels < 0:
             raise ValueError(f"outputs.max_pixels must be >= 0, got {self.outputs.max_pixels}")

@@ -139,7 +139,8 @@ class Pipeline:
             cfg.network.precision, device)  # fmt: skip
         if self.network is not None:
             self.network.precision = self.precision
-        self.detector = PersonDetector(threshold=cfg.detector.threshold, device=device)
+        self.detector = PersonDetector(threshold=cfg.detector.threshold, threads=cfg.threads.detector or None,
+                                       device=device)  # fmt: skip
         # BlazePose's person masks feed the silhouette term of the free pipeline's fits
         self.pose = PoseEstimator(segmentation=self.network is None and cfg.fitting.silhouette_weight > 0)
         self._fitters: dict[tuple, object] = {}
@@ -268,8 +269,9 @@ def _without_mask(kp: PoseKeypoints | None) -> PoseKeypoints | None:
 
 @contextlib.contextmanager
 def torch_threads(n: int):
-    """torch's thread count for the block (0: leave it as it is). Process-wide: the pipeline's lock keeps two
-    stages of one pipeline from overlapping; other threads using torch meanwhile get the same count."""
+    """torch's thread count for the block (0: leave it as it is). Process-wide: the pipeline's fit lock keeps its
+    network and fit stages from overlapping (its 2D stage runs onnxruntime and MediaPipe); other threads using
+    torch meanwhile get the same count."""
     before = torch.get_num_threads()
     if n and n != before:
         torch.set_num_threads(n)
