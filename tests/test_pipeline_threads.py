@@ -89,6 +89,9 @@ def test_video_run_overlapping_the_2d_stage_equals_step_by_step():
         for a, b in zip(_summary(frame_a), _summary(frame_b), strict=True):
             assert a[0] == b[0] and (a[1] is None) == (b[1] is None) and (a[1] is None or np.array_equal(a[1], b[1]))
         assert smooth_a.keys() == smooth_b.keys() and all(np.array_equal(smooth_a[k], smooth_b[k]) for k in smooth_a)
+        # the person masks (a full image each) are dropped once fitted, also from the tracker's landmark boxes
+        assert all(p.keypoints is None or p.keypoints.mask is None for p in frame_b.people)
+    assert run._kp and all(kp.mask is None for kp in run._kp.values())
     assert len(step.rows) == len(run.rows) and any(r["raw"] is not None for r in run.rows)
     for a, b in zip(step.rows, run.rows, strict=True):
         assert (a["frame"], a["track_id"]) == (b["frame"], b["track_id"])

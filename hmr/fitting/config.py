@@ -99,8 +99,8 @@ class FitConfig:
     keypoint_weight: float = 1.0
     keypoint_3d_weight: float = 1.0
     # How ``keypoints_3d`` relate to the model: "similarity" (unknown rotation, scale and origin), "rigid"
-    # (unknown rotation and origin, metric: BlazePose's world landmarks, as the pipeline sets) or "translation"
-    # (camera-frame orientation, metric, unknown origin).
+    # (unknown rotation and origin, metric; with BlazePose's world landmarks every body came out short,
+    # docs/fitting.md) or "translation" (camera-frame orientation, metric, unknown origin).
     keypoint_3d_alignment: str = "similarity"
     pose_weight: float = 3e-4
     # Extra regulariser weight on limb twists and off-hinge turns of elbows/knees (see hmr.fitting.priors).

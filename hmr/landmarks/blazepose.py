@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -64,6 +64,10 @@ class PoseKeypoints:
     mask: np.ndarray | None = None
 
     names = BLAZEPOSE33_NAMES
+
+    def without_mask(self) -> PoseKeypoints:
+        """These landmarks without the mask (a full image each: kept only until the person is fitted)."""
+        return self if self.mask is None else replace(self, mask=None)
 
 
 def box_to_roi(box: np.ndarray, scale: float = ROI_SCALE) -> np.ndarray:

@@ -193,7 +193,8 @@ class Pipeline:
         elif obs:
             meshes = self._fit(obs, camera, previous or [None] * len(obs), warm=True)
         people = [  # masks (a full image each) are dropped once fitted
-            PersonResult(p.box, p.score, p.source, _without_mask(p.keypoints), m.detach().to("cpu") if m is not None else None)
+            PersonResult(p.box, p.score, p.source, None if p.keypoints is None else p.keypoints.without_mask(),
+                         None if m is None else m.detach().to("cpu"))  # fmt: skip
             for p, m in zip(obs, meshes, strict=True)
         ]
         return FrameResult((w, h), camera, self.method, self.body_model.name, people)
@@ -261,10 +262,6 @@ class Pipeline:
             for j, i in enumerate(group):
                 out[i] = res[j]
         return out
-
-
-def _without_mask(kp: PoseKeypoints | None) -> PoseKeypoints | None:
-    return kp if kp is None or kp.mask is None else dataclasses.replace(kp, mask=None)
 
 
 @contextlib.contextmanager

@@ -81,19 +81,19 @@ class VideoSession:
         """The 2D stage and the tracker for the next frame: its people, their track ids and the tracks alive
         after it."""
         p = self.pipeline
-        live = [t for t in self.tracker.tracks if t.age == 0 and t.track_id in self._kp]
-        if self._observed % self.detect_every == 0 or not live:
+        seen = [t for t in self.tracker.tracks if t.age == 0 and t.track_id in self._kp]
+        if self._observed % self.detect_every == 0 or not seen:
             obs = p.observe(image, tiles=False)
         else:
-            boxes = np.stack([box_from_landmarks(self._kp[t.track_id]) for t in live])
-            obs = p.observe(image, Detections(boxes, np.ones(len(live), np.float32), "track"))
+            boxes = np.stack([box_from_landmarks(self._kp[t.track_id]) for t in seen])
+            obs = p.observe(image, Detections(boxes, np.ones(len(seen), np.float32), "track"))
         ids = self.tracker.update(
             np.array([o.box for o in obs], np.float32).reshape(-1, 4),
             [o.keypoints.keypoints_3d if o.keypoints is not None else None for o in obs],
         )
         for o, tid in zip(obs, ids, strict=True):
             if o.keypoints is not None:
-                self._kp[tid] = dataclasses.replace(o.keypoints, mask=None)
+                self._kp[tid] = o.keypoints.without_mask()
         live = {t.track_id for t in self.tracker.tracks}
         for tid in [k for k in self._kp if k not in live]:
             del self._kp[tid]
