@@ -109,7 +109,7 @@ def run(frames: list[np.ndarray], people: int, detect_every: int) -> dict:
                             "cold": cold, "jitter": session.jitter_mm()}  # fmt: skip
     finally:
         hmr.fitting.SequenceFitter.step = step
-    # stage times from the sequential pass (in the overlapped one the 2D stage's run beside the fit)
+    # stage times from the sequential pass (in the overlapped one the 2D stage runs beside the fit)
     return {**out[False], "fps_overlap": out[True]["fps"], "same": out[False]["jitter"] == out[True]["jitter"]}
 
 
