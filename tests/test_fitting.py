@@ -34,6 +34,7 @@ from hmr.fitting import (
 from hmr.fitting.fitter import Fitter
 from hmr.fitting.keypoints import reduced_model
 from hmr.fitting.problem import PARAMS, Objective, Params, Problem, cam_from_transl
+from hmr.fitting.reduced import SurfacePoints
 from hmr.fitting.silhouette import outline_set
 from hmr.geometry import (
     Camera,
@@ -84,8 +85,10 @@ def test_reduced_model_matches_full_model(model):
         surface = outline_set(m, 50)
         rot = axis_angle_to_matrix(pose)
         with torch.no_grad():
-            pts, _ = ReducedBodyModel(m, surface, jacobian=False)(rot, betas, transl, reduced.kinematics(rot, betas))
-        torch.testing.assert_close(pts, full.vertices[:, surface.cols - m.num_joints], atol=2e-5, rtol=0)
+            pts, _ = SurfacePoints(m, surface)(rot, betas, transl, reduced.kinematics(rot, betas))
+            alone, _ = SurfacePoints(m, surface)(rot, betas, transl)
+        torch.testing.assert_close(pts, full.vertices[:, surface], atol=2e-5, rtol=0)
+        torch.testing.assert_close(alone, pts, atol=0, rtol=0)
 
 
 def test_reduced_model_jacobian_matches_autograd(model):
@@ -515,6 +518,51 @@ def test_adam_and_lm_objectives_are_equal(model, data, alignment, temporal):
     camera_obj = Objective(t, t.conf, None, ("orient", "cam"))
     cost, _, _ = problem.normal_equations(x, rot0, camera_obj, problem.free_mask(camera_obj.free))
     torch.testing.assert_close(cost.sum(), problem.loss(p, camera_obj), rtol=1e-10, atol=0)
+
+
+def test_adam_gradient_is_exact_with_the_3d_alignment_held_fixed(model, data, monkeypatch):
+    """The 3D term's similarity alignment is computed without autograd; at its optimum (same weights as the
+    term's) that leaves the loss's gradient what differentiating through the SVD gives (float64, 3D keypoints
+    10% larger than the body's, 1 cm noise, unequal confidences)."""
+    problem, t, p = _problem_at_known_params(model, data, "similarity", temporal=False)
+    t.conf3d = t.conf3d * torch.linspace(0.2, 1.0, t.conf3d.shape[1], dtype=t.conf3d.dtype)  # the weights matter
+    obj = Objective(t, t.conf, StageConfig(80, 0.05, prior_scale=1.0))
+
+    def gradient():
+        params = [p.orient.clone().requires_grad_(), p.body_pose.clone().requires_grad_(),
+                  p.betas.clone().requires_grad_(), p.cam.clone().requires_grad_()]  # fmt: skip
+        return torch.autograd.grad(problem.loss(Params(*params), obj), params)
+
+    held = gradient()
+    monkeypatch.setattr(torch, "no_grad", __import__("contextlib").nullcontext)  # through the SVD as well
+    through = gradient()
+    for a, b in zip(held, through, strict=True):
+        assert b.abs().max() > 1e-3
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-4 * b.abs().max().item())  # the 1e-6 weights
+
+
+def test_silhouette_cover_gradient_is_the_nearest_pairs():
+    """The cover part picks each mask sample's nearest surface point without autograd; its value and gradient
+    are those of the minimum over the whole distance matrix."""
+    from hmr.fitting.problem import geman_mcclure
+    from hmr.fitting.silhouette import GRID, Silhouette, silhouette_cost
+
+    torch.manual_seed(0)
+    n, m, v = 2, 30, 50
+    s = Silhouette(torch.rand(n, 1, GRID, GRID, dtype=torch.float64), torch.zeros(n, 2, dtype=torch.float64),
+                   torch.full((n,), 2.0, dtype=torch.float64), 200 * torch.rand(n, m, 2, dtype=torch.float64),
+                   (torch.rand(n, m) > 0.2).double())  # fmt: skip
+    proj = (200 * torch.rand(n, v, 2, dtype=torch.float64)).requires_grad_()
+    scale, robust = torch.tensor([150.0, 180.0], dtype=torch.float64), lambda r2: geman_mcclure(r2, 0.1)
+    cost = silhouette_cost(proj, s, scale, robust, 0.01, 1.0)
+    inside = robust(torch.relu(s.distance(proj) - s.cell[:, None] / scale[:, None]).pow(2)).mean(-1)
+    far = robust(torch.relu(torch.cdist(s.points, proj).amin(-1) / scale[:, None] - 0.01).pow(2))
+    expected = inside + (far * s.weights).sum(-1) / s.weights.sum(-1)
+    torch.testing.assert_close(cost, expected, rtol=1e-12, atol=0)
+    (g,) = torch.autograd.grad(cost.sum(), proj)
+    (g_expected,) = torch.autograd.grad(expected.sum(), proj)
+    assert g_expected.abs().max() > 0
+    torch.testing.assert_close(g, g_expected, rtol=1e-10, atol=1e-14)
 
 
 def test_each_prior_penalty_gives_lm_its_loss_and_gradient(model, data):

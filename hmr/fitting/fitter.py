@@ -139,7 +139,7 @@ class Fitter:
         problem = self.problem
         go = rot6d_to_matrix(p.orient)[:, None]
         bp = axis_angle_to_matrix(p.body_pose)
-        betas = p.betas.repeat(t.frames, 1)
+        betas = p.frame_betas(t.frames)
         bm = self.body_model
         dt, dev = bm.v_template.dtype, bm.v_template.device
         full = bm(global_orient=go.to(dev, dt), body_pose=bp.to(dev, dt), betas=betas.to(dev, dt), keypoint_sets=())

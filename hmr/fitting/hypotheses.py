@@ -26,7 +26,7 @@ def initial_camera(problem: Problem, p: Params, t: Targets, keep_orient: bool, h
     Returns ``h`` hypotheses per person (see :meth:`Targets.repeat`)."""
     n, dev = len(p.orient), problem.device
     eye = torch.eye(3, device=dev).expand(n, 1, 3, 3)
-    kp, _ = problem.model(torch.cat([eye, axis_angle_to_matrix(p.body_pose)], 1), p.betas.repeat(t.frames, 1))
+    kp, _ = problem.model(torch.cat([eye, axis_angle_to_matrix(p.body_pose)], 1), p.frame_betas(t.frames))
     tor_conf = t.conf[:, problem.torso]
     has = tor_conf > 0
     obs, model = t.kp2d[:, problem.torso], kp[:, problem.torso]
@@ -88,7 +88,7 @@ def lift_limbs(problem: Problem, p: Params, t: Targets, which: torch.Tensor) -> 
     """Set each limb's root and hinge rotations so its joints hit their 2D keypoints at the depths chosen by
     bit 0 (middle joint) and bit 1 (end joint) of ``which`` (set = the farther solution)."""
     rot = torch.cat([rot6d_to_matrix(p.orient)[:, None], axis_angle_to_matrix(p.body_pose)], dim=1)
-    rest = problem.model.rest_joints(p.betas.repeat(t.frames, 1))
+    rest = problem.model.rest_joints(p.frame_betas(t.frames))
     world, pos = forward_kinematics(rot, rest, problem.model.parents, problem.model.levels)
     pos = pos + p.transl()[:, None]
     normalize = torch.nn.functional.normalize

@@ -22,7 +22,7 @@ from hmr.body import BodyModel
 from hmr.fitting.config import FitConfig, StageConfig
 from hmr.fitting.keypoints import TORSO, reduced_model
 from hmr.fitting.priors import Penalty, PosePrior, height_scale, shape_penalty, temporal_penalty
-from hmr.fitting.reduced import ReducedBodyModel
+from hmr.fitting.reduced import ReducedBodyModel, SurfacePoints
 from hmr.fitting.silhouette import (
     Silhouette,
     near_mask,
@@ -97,6 +97,10 @@ class Params:
         z = self.cam[:, 2:].exp()
         return torch.cat([self.cam[:, :2] * z, z], dim=-1)
 
+    def frame_betas(self, frames: int) -> torch.Tensor:
+        """(N, S): each row's betas, its person's in every frame (no copy for one frame)."""
+        return self.betas if frames == 1 else self.betas.repeat(frames, 1)
+
     def repeat(self, frames: int, people: int, h: int) -> Params:
         rep = functools.partial(repeat_people, frames=frames, people=people, h=h)
         return Params(rep(self.orient), rep(self.body_pose), self.betas.repeat_interleave(h, 0), rep(self.cam))
@@ -167,14 +171,14 @@ class Problem:
         hips = [body_model.joint_names.index(n) for n in ("left_hip", "right_hip") if n in body_model.joint_names]
         self.legs = self.observation["moves"][hips].any(0)
         self.num_joints = body_model.num_joints
-        self._outline: ReducedBodyModel | None = None
+        self._outline: SurfacePoints | None = None
 
     @property
-    def outline(self) -> ReducedBodyModel:
+    def outline(self) -> SurfacePoints:
         """Surface points for the silhouette term (built on first use)."""
         if self._outline is None:
             bm = self.body_model
-            self._outline = ReducedBodyModel(bm, outline_set(bm), jacobian=False).to(device=self.device, dtype=self.dtype)
+            self._outline = SurfacePoints(bm, outline_set(bm)).to(device=self.device, dtype=self.dtype)
         return self._outline
 
     # -------------------------------------------------------------------------------------- inputs
@@ -302,12 +306,12 @@ class Problem:
         """(N, J, 3, 3) local rotations: the root's from its 6D form, the body's from axis-angle."""
         return torch.cat([rot6d_to_matrix(p.orient)[:, None], axis_angle_to_matrix(p.body_pose)], dim=1)
 
-    def forward(self, p: Params, t: Targets, model: ReducedBodyModel | None = None, rot: torch.Tensor | None = None,
-                kinematics=None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def forward(self, p: Params, t: Targets, model: ReducedBodyModel | SurfacePoints | None = None,
+                rot: torch.Tensor | None = None, kinematics=None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """The keypoints (or ``model``'s points, e.g. :attr:`outline`) and joints with translation; ``rot`` and
         ``kinematics``: :meth:`rotations` of ``p`` and ``ReducedBodyModel.kinematics`` when already computed."""
         rot = self.rotations(p) if rot is None else rot
-        return (self.model if model is None else model)(rot, p.betas.repeat(t.frames, 1), p.transl(), kinematics)
+        return (self.model if model is None else model)(rot, p.frame_betas(t.frames), p.transl(), kinematics)
 
     def temporal_weight(self, t: Targets) -> float:
         return self.cfg.online_temporal_weight if t.joint_prediction is not None else self.cfg.temporal_weight
@@ -343,7 +347,7 @@ class Problem:
         rot = self.rotations(p)
         silhouette = t.silhouette is not None and obj.priors is not None and obj.priors.silhouette
         # the keypoints and the silhouette's surface points share one forward kinematics
-        kin = self.model.kinematics(rot, p.betas.repeat(t.frames, 1)) if silhouette else None
+        kin = self.model.kinematics(rot, p.frame_betas(t.frames)) if silhouette else None
         kp, joints = self.forward(p, t, rot=rot, kinematics=kin)
         proj = t.camera.project(kp)
         r2 = ((proj - t.kp2d) / t.scale[:, None, None]).pow(2).sum(-1)
@@ -394,7 +398,10 @@ class Problem:
         w = t.conf3d * (conf > 0)
         if self.cfg.keypoint_3d_alignment in ("similarity", "rigid"):
             rigid = self.cfg.keypoint_3d_alignment == "rigid"
-            scale, rot, shift = procrustes_transform(kp, t.kp3d, w + 1e-6, with_scale=not rigid)
+            # The alignment minimises the 3D term, so by the envelope theorem holding it fixed leaves the term's
+            # gradient exact (to its weights' 1e-6): autograd through the SVD cost a tenth of an Adam step.
+            with torch.no_grad():
+                scale, rot, shift = procrustes_transform(kp, t.kp3d, w + 1e-6, with_scale=not rigid)
             aligned = scale[:, None, None] * kp @ rot.transpose(1, 2) + shift[:, None]
             d_aligned = None if jk is None else scale[:, None, None, None] * (rot[:, None] @ jk)
         else:

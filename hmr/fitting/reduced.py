@@ -1,4 +1,4 @@
-"""A body model that computes only one keypoint map (and the joints), for fast fitting."""
+"""Body models that compute only one keypoint map or a few surface points (and the joints), for fast fitting."""
 
 from __future__ import annotations
 
@@ -13,7 +13,50 @@ from hmr.body.lbs import ancestor_matrix, forward_kinematics
 from hmr.geometry import skew
 
 
-class ReducedBodyModel(nn.Module):
+class _BodyPoints(nn.Module):
+    """Points of one body model: their rest positions with blend shapes and the body's forward kinematics
+    (the same for every point set of one body model, so one result can serve several)."""
+
+    def _init_body(self, model: BodyModel, rest: torch.Tensor) -> None:
+        """``rest`` (P, 3, 1+S+D): each point's template, shape and (with pose correctives) pose blend shapes."""
+        s = model.num_betas
+        flat = rest.reshape(-1, rest.shape[-1])
+        self.parents, self.levels, self.num_betas = model.parents, model.levels, s
+        self.register_buffer("v_template", flat[:, :1].contiguous())
+        self.register_buffer("shapedirs", flat[:, 1 : 1 + s].contiguous())
+        self.register_buffer("posedirs", flat[:, 1 + s :].contiguous() if model.posedirs is not None else None)
+        self.register_buffer("j_template", model.j_template.clone())
+        self.register_buffer("j_shapedirs", model.j_shapedirs.clone())
+        # The blend shapes in one matrix, so a forward pass with all betas does not concatenate them.
+        blend = [self.shapedirs] + ([self.posedirs] if self.posedirs is not None else [])
+        self.register_buffer("blend_t", torch.cat(blend, 1).T.contiguous())
+
+    def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
+        """(B, S) -> (B, J, 3) joints of the shaped body at rest."""
+        return self.j_template + torch.einsum("bs,jcs->bjc", betas, self.j_shapedirs[..., : betas.shape[1]])
+
+    def kinematics(self, rotmats: torch.Tensor, betas: torch.Tensor):
+        """Rest joints (B, J, 3), and the world rotations (B, J, 3, 3) and positions (B, J, 3) of the joints: the
+        same for every keypoint set of one body model, so one result can serve several reduced models."""
+        rest_joints = self.rest_joints(betas)
+        world, joints = forward_kinematics(rotmats, rest_joints, self.parents, self.levels)
+        return rest_joints, world, joints
+
+    def _posed(self, rotmats: torch.Tensor, betas: torch.Tensor, kinematics=None):
+        """Rest points (B, P, 3) with shape and pose blend shapes, then :meth:`kinematics` (computed
+        unless given)."""
+        b = betas.shape[0]
+        feats, dirs = [betas], [self.shapedirs[:, : betas.shape[1]]]
+        if self.posedirs is not None:
+            eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+            feats.append((rotmats[:, 1:] - eye).reshape(b, -1))
+            dirs.append(self.posedirs)
+        blend_t = self.blend_t if betas.shape[1] == self.num_betas else torch.cat(dirs, 1).T
+        rest = (self.v_template[:, 0] + torch.cat(feats, 1) @ blend_t).view(b, -1, 3)
+        return (rest, *(self.kinematics(rotmats, betas) if kinematics is None else kinematics))
+
+
+class ReducedBodyModel(_BodyPoints):
     """Joints and the keypoints of one :class:`KeypointSet`, exactly as the full ``model`` gives them.
 
     A vertex keypoint is ``sum_v m_v x_v`` over skinned vertices, and skinning is linear in the rest-pose
@@ -54,14 +97,7 @@ class ReducedBodyModel(nn.Module):
         kp_w = np.concatenate([keypoints.weights[~on_vertex], np.ones(2 * n)])
 
         dev, dt = model.v_template.device, model.v_template.dtype
-        s = model.num_betas
-        flat = torch.as_tensor(vx.reshape(2 * n * 3, -1), dtype=dt, device=dev)
-        self.parents, self.levels, self.num_betas = model.parents, model.levels, s
-        self.register_buffer("v_template", flat[:, :1].contiguous())
-        self.register_buffer("shapedirs", flat[:, 1 : 1 + s].contiguous())
-        self.register_buffer("posedirs", flat[:, 1 + s :].contiguous() if model.posedirs is not None else None)
-        self.register_buffer("j_template", model.j_template.clone())
-        self.register_buffer("j_shapedirs", model.j_shapedirs.clone())
+        self._init_body(model, torch.as_tensor(vx, dtype=dt, device=dev))
         # Every virtual vertex follows one joint (``vertex_joint``) with weight ``vertex_weight``, so skinning
         # is a gather of joint transforms, made of plain tensor operations (forward-mode differentiable).
         self.register_buffer("vertex_joint", torch.as_tensor(v_joint, dtype=torch.long, device=dev))
@@ -74,10 +110,6 @@ class ReducedBodyModel(nn.Module):
         total_w = np.bincount(keypoints.rows, keypoints.weights, minlength=keypoints.num)
         self.register_buffer("kp_total", torch.as_tensor(total_w, dtype=dt, device=dev)[:, None])
         self.num_keypoints = keypoints.num
-
-        # The blend shapes in one matrix, so a forward pass with all betas does not concatenate them.
-        blend = [self.shapedirs] + ([self.posedirs] if self.posedirs is not None else [])
-        self.register_buffer("blend_t", torch.cat(blend, 1).T.contiguous())
         if jacobian:
             self._jacobian_buffers(kp_matrix, total_w, v_joint, v_weight, n, dt, dev)
 
@@ -101,30 +133,6 @@ class ReducedBodyModel(nn.Module):
         self.register_buffer("rows", t(rows))
         self.register_buffer("moved", t(moved.transpose(0, 2, 1).reshape(-1, nj + 2 * n)))  # (R*J, C)
         self.register_buffer("rows_total", t(np.concatenate([total_w, np.ones(nj)])[:, None]))
-
-    def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
-        """(B, S) -> (B, J, 3) joints of the shaped body at rest."""
-        return self.j_template + torch.einsum("bs,jcs->bjc", betas, self.j_shapedirs[..., : betas.shape[1]])
-
-    def kinematics(self, rotmats: torch.Tensor, betas: torch.Tensor):
-        """Rest joints (B, J, 3), and the world rotations (B, J, 3, 3) and positions (B, J, 3) of the joints: the
-        same for every keypoint set of one body model, so one result can serve several reduced models."""
-        rest_joints = self.rest_joints(betas)
-        world, joints = forward_kinematics(rotmats, rest_joints, self.parents, self.levels)
-        return rest_joints, world, joints
-
-    def _posed(self, rotmats: torch.Tensor, betas: torch.Tensor, kinematics=None):
-        """Rest virtual vertices (B, V, 3) with shape and pose blend shapes, then :meth:`kinematics` (computed
-        unless given)."""
-        b = betas.shape[0]
-        feats, dirs = [betas], [self.shapedirs[:, : betas.shape[1]]]
-        if self.posedirs is not None:
-            eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
-            feats.append((rotmats[:, 1:] - eye).reshape(b, -1))
-            dirs.append(self.posedirs)
-        blend_t = self.blend_t if betas.shape[1] == self.num_betas else torch.cat(dirs, 1).T
-        rest = (self.v_template[:, 0] + torch.cat(feats, 1) @ blend_t).view(b, -1, 3)
-        return (rest, *(self.kinematics(rotmats, betas) if kinematics is None else kinematics))
 
     def forward(
         self, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor | None = None, kinematics=None
@@ -187,3 +195,30 @@ class ReducedBodyModel(nn.Module):
             b, -1, 3, 3
         )
         return out, torch.cat([d_rot, d_betas, d_transl], -1)
+
+
+class SurfacePoints(_BodyPoints):
+    """Vertices ``index`` of ``model``, skinned directly, exactly as the full model gives them; ``forward`` as
+    :meth:`ReducedBodyModel.forward`. For picked vertices (the silhouette's surface points) this is cheaper than
+    a :class:`ReducedBodyModel`, whose virtual vertices pay off for regressors over many vertices."""
+
+    def __init__(self, model: BodyModel, index):
+        super().__init__()
+        nv = model.num_vertices
+        idx = torch.as_tensor(np.asarray(index), dtype=torch.long, device=model.v_template.device)
+        rest = [model.v_template[idx][..., None], model.shapedirs[idx]]
+        if model.posedirs is not None:
+            rest.append(model.posedirs.view(nv, 3, -1)[idx])
+        self._init_body(model, torch.cat(rest, -1))
+        self.register_buffer("weights", model.weights[idx].clone())  # (P, J)
+
+    def forward(
+        self, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor | None = None, kinematics=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rest, rest_joints, world, joints = self._posed(rotmats, betas, kinematics)
+        offset = joints - (world @ rest_joints[..., None])[..., 0]
+        per_point = (self.weights @ torch.cat([world.flatten(-2), offset], -1)).unflatten(-1, (4, 3))  # (B, P, 4, 3)
+        points = (per_point[..., :3, :] @ rest[..., None])[..., 0] + per_point[..., 3, :]
+        if transl is None:
+            return points, joints
+        return points + transl[:, None], joints + transl[:, None]

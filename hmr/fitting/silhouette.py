@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from hmr.body import BodyModel, KeypointSet
+from hmr.body import BodyModel
 
 GRID = 96  # raster cells along the side of a person's region
 OUTLINE_POINTS = 400  # body surface points the inside part checks (about 6 cm apart on an adult)
@@ -115,7 +115,14 @@ def silhouette_cost(proj: torch.Tensor, s: Silhouette, scale: torch.Tensor, robu
     # a raster cell of slack: bilinear distances put points on the mask's edge up to a cell outside it
     slack = s.cell[:, None] / scale[:, None]
     inside = robust(torch.relu(s.distance(proj) - slack).pow(2)).mean(-1)
-    gap = torch.cdist(s.points, proj).amin(-1) / scale[:, None]
+    # each mask sample's nearest surface point, chosen without autograd: the distance's gradient is that pair's,
+    # and differentiating the whole (M, V) distance matrix cost more than the rest of the step's silhouette.
+    # |q|^2 - 2 p.q orders the points q as |p - q| does; min(-1).indices is faster than argmin on CPU.
+    with torch.no_grad():
+        nearest = torch.baddbmm(proj.pow(2).sum(-1)[:, None], s.points, proj.transpose(1, 2), alpha=-2)
+        nearest = nearest.min(-1).indices
+    closest = proj.gather(1, nearest[..., None].expand(-1, -1, 2))
+    gap = (s.points - closest).norm(dim=-1) / scale[:, None]
     far = robust(torch.relu(gap - margin).pow(2))
     return inside + cover * (far * s.weights).sum(-1) / s.weights.sum(-1).clamp_min(1.0)
 
@@ -123,9 +130,9 @@ def silhouette_cost(proj: torch.Tensor, s: Silhouette, scale: torch.Tensor, robu
 _OUTLINE_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def outline_set(body_model: BodyModel, num: int = OUTLINE_POINTS) -> KeypointSet:
-    """``num`` vertices spread over the body surface (farthest-point sampling of the rest template from the
-    vertex nearest the mean), as a keypoint set of vertex picks (cached per model)."""
+def outline_set(body_model: BodyModel, num: int = OUTLINE_POINTS) -> np.ndarray:
+    """Indices of ``num`` vertices spread over the body surface (farthest-point sampling of the rest template
+    from the vertex nearest the mean; cached per model)."""
     per_model = _OUTLINE_CACHE.setdefault(body_model, {})
     if num not in per_model:
         v = body_model.v_template.detach().double().cpu().numpy()
@@ -135,9 +142,7 @@ def outline_set(body_model: BodyModel, num: int = OUTLINE_POINTS) -> KeypointSet
         for _ in range(num - 1):
             picked.append(int(np.argmax(gap)))
             gap = np.minimum(gap, np.linalg.norm(v - v[picked[-1]], axis=1))
-        names = tuple(f"surface_{i}" for i in range(num))
-        cols = body_model.num_joints + np.asarray(picked, np.int64)
-        per_model[num] = KeypointSet(names, np.arange(num, dtype=np.int64), cols, np.ones(num))
+        per_model[num] = np.asarray(picked, np.int64)
     return per_model[num]
 
 
