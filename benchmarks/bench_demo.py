@@ -21,6 +21,7 @@ from benchmarks.report import machine, table, write_section  # noqa: E402
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 FIRST, COUNT = 600, 40
+CAMERA_FPS = 30.0  # the deferred pass reads frames no faster than a camera would deliver them
 
 
 def frames_640x480() -> list[np.ndarray]:
@@ -37,6 +38,15 @@ def frames_640x480() -> list[np.ndarray]:
             break
         out.append(np.ascontiguousarray(cv2.resize(f, (640, 480), interpolation=cv2.INTER_AREA)[..., ::-1]))
     return out
+
+
+def paced(frames: list[np.ndarray], fps: float):
+    """``frames`` no faster than a camera delivering ``fps`` frames per second."""
+    due = time.perf_counter()
+    for f in frames:
+        time.sleep(max(0.0, due - time.perf_counter()))
+        due = max(due + 1 / fps, time.perf_counter())
+        yield f
 
 
 class Timers:
@@ -82,35 +92,43 @@ def run(frames: list[np.ndarray], people: int, detect_every: int) -> dict:
     faces = pipe.body_model.faces.cpu().numpy()
     try:
         out = {}
-        for overlap in (False, True):
+        for how in ("step", "overlap", "defer"):
             session = VideoSession(pipe, 10.0, detect_every)
-            frame_ms, stage_ms, counts, cold, seen = [], [], [], 0, set()
-            steps = session.run(frames) if overlap else ((im, *session.step(im)) for im in frames)
+            frame_ms, stage_ms, counts, cold, seen, longest, waited = [], [], [], 0, set(), 0.0, []
+            steps = (((im, *session.step(im)) for im in frames) if how == "step" else
+                     session.run(paced(frames, CAMERA_FPS) if how == "defer" else frames, defer_cold=how == "defer"))  # fmt: skip
             timers.total.clear()
             start = time.perf_counter()
-            for image, frame, smoothed in steps:
+            for i, (image, frame, smoothed) in enumerate(steps):
                 painter.overlay(image, frame, list(smoothed.items()), faces)
                 elapsed = 1000 * (time.perf_counter() - start)
+                longest = max(longest, elapsed)
                 stages = {k: 1000 * v for k, v in timers.total.items()}
                 timers.total.clear()
                 start = time.perf_counter()
                 fitted = {p.track_id for p in frame.people if p.mesh is not None}
                 new = fitted - seen
                 seen |= fitted
+                if how == "defer":
+                    waited += [i] * len(new)  # frames until the first people got their meshes
+                    continue  # only the longest frame and the first mesh are measured
                 if new:  # a new track was fitted cold in this frame: not the steady state
                     cold += 1
                     continue
                 frame_ms.append(elapsed)
                 stage_ms.append(stages)
                 counts.append(len(fitted))
-            per = {k: float(np.mean([s.get(k, 0.0) for s in stage_ms])) for k in ("detect", "keypoints", "fit", "render")}
-            per["other"] = float(np.mean(frame_ms)) - sum(per.values())
-            out[overlap] = {"ms": per, "fps": 1000 / float(np.mean(frame_ms)), "people": float(np.mean(counts)),
-                            "cold": cold, "jitter": session.jitter_mm()}  # fmt: skip
+            per = {k: float(np.mean([s.get(k, 0.0) for s in stage_ms] or [0.0])) for k in ("detect", "keypoints", "fit", "render")}
+            per["other"] = float(np.mean(frame_ms or [0.0])) - sum(per.values())  # (none in the deferred pass)
+            out[how] = {"ms": per, "fps": 1000 / float(np.mean(frame_ms)) if frame_ms else None, "people": float(np.mean(counts)) if counts else None,
+                        "cold": cold, "jitter": session.jitter_mm(), "longest": longest,
+                        "first_mesh": waited[0] if waited else None}  # fmt: skip
     finally:
         hmr.fitting.SequenceFitter.step = step
     # stage times from the sequential pass (in the overlapped one the 2D stage runs beside the fit)
-    return {**out[False], "fps_overlap": out[True]["fps"], "same": out[False]["jitter"] == out[True]["jitter"]}
+    return {**out["step"], "fps_overlap": out["overlap"]["fps"], "same": out["step"]["jitter"] == out["overlap"]["jitter"],
+            "longest_overlap": out["overlap"]["longest"], "longest_defer": out["defer"]["longest"],
+            "first_mesh_defer": out["defer"]["first_mesh"]}  # fmt: skip
 
 
 def main() -> None:
@@ -125,7 +143,9 @@ def main() -> None:
             rows.append([mode, every, people, f"{r['people']:.1f}", r["cold"]] +
                         [f"{ms.get(k, 0.0):.0f}" for k in ("detect", "keypoints", "fit", "render", "other")] +
                         [f"{r['fps']:.2f}", f"{r['fps_overlap']:.2f}", f"{r['fps_overlap'] / r['fps']:.2f}x",
-                         f"{r['jitter']['raw']} / {r['jitter']['smoothed']}"])  # fmt: skip
+                         f"{r['jitter']['raw']} / {r['jitter']['smoothed']}",
+                         f"{r['longest_overlap']:.0f} / {r['longest_defer']:.0f}",
+                         "-" if r["first_mesh_defer"] is None else r["first_mesh_defer"]])  # fmt: skip
             if not r["same"]:
                 raise SystemExit("the overlapped run's results differ from the sequential one's")
             print(rows[-1], flush=True)
@@ -139,7 +159,11 @@ def main() -> None:
         "runs Adam and takes 1-2 s per person, see the fitting section); `other` = tracking, smoothing (body-model forward), bookkeeping; "
         "fps = 1000 / mean frame time, stepping frame by frame (`VideoSession.step`, the stage times are from this "
         "pass) and with the next frame's detection and landmarks in a second thread (`VideoSession.run`, as "
-        "`hmr demo` runs; same results, checked); "
+        "`hmr demo` runs for video files; same results, checked). Live (`hmr demo --camera`) also runs new "
+        "tracks' cold fits in a third thread (`run(defer_cold=True)`): `longest frame` is the longest time between "
+        "two frames over the whole clip, cold fits included, without and with that (the deferred pass reads the frames "
+        f"no faster than a {CAMERA_FPS:.0f} fps camera); `first mesh at frame`: the "
+        "frame (from 0) in which the first person got a mesh when deferred; "
         "`render` is the overlay (MSAA 4x). Jitter: mean 3D joint acceleration raw / One-Euro smoothed, "
         f"mm/frame². 1-minute load average at the end: {os.getloadavg()[0]:.1f}"
         + (
@@ -164,6 +188,8 @@ def main() -> None:
                 "fps, 2D stage overlapped",
                 "speed-up",
                 "jitter raw / smoothed",
+                "longest frame ms, overlapped / cold fits deferred",
+                "first mesh at frame (deferred)",
             ],
             rows,
         )  # fmt: skip

@@ -9,7 +9,7 @@ import numpy as np
 
 from hmr.io.images import read_image
 from hmr.pipeline import Pipeline, PipelineConfig
-from hmr.pipeline.config import DetectorSection
+from hmr.pipeline.config import DetectorSection, ThreadsSection
 from tests.test_demo import FAST_FIT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,6 @@ def test_stages_run_with_their_torch_thread_counts(monkeypatch):
     import pytest
     import torch
 
-    from hmr.pipeline.config import ThreadsSection
     from hmr.pipeline.image import torch_threads
 
     before = torch.get_num_threads()
@@ -97,3 +96,53 @@ def test_video_run_overlapping_the_2d_stage_equals_step_by_step():
         assert (a["frame"], a["track_id"]) == (b["frame"], b["track_id"])
         if a["raw"] is not None:
             assert all(np.array_equal(a["raw"][k], b["raw"][k]) for k in ("rotmats", "betas", "cam_t"))
+
+
+def test_video_run_defers_new_tracks_cold_fits():
+    """run(defer_cold=True): frames go on while a new track's cold fit runs (held here until released); the
+    track has landmarks and no mesh until then, the cold fit is the one step() makes in the track's first frame,
+    and the frame after it ends warm-starts from it."""
+    import threading
+
+    import torch
+
+    from hmr.io.video import read_video
+    from hmr.pipeline.video import VideoSession
+
+    threads = torch.get_num_threads()
+    pipeline = Pipeline(PipelineConfig(fitting=FAST_FIT, threads=ThreadsSection(fitting=1 if threads != 1 else 2)))
+    frames = [f for _, f in zip(range(6), read_video(ROOT / "tests/data/vtest_clip.mp4")[0], strict=False)]
+    first, _ = VideoSession(pipeline, 10.0, detect_every=3).step(frames[0])
+    release, cold = threading.Event(), []
+    fit_cold = pipeline.fit_cold
+
+    def held(image, observations):
+        assert release.wait(60)
+        cold.append(fit_cold(image, observations))
+        return cold[-1]
+
+    pipeline.fit_cold = held
+    session = VideoSession(pipeline, 10.0, detect_every=3)
+    run = session.run(iter(frames), defer_cold=True)
+    waiting = [next(run) for _ in range(3)]  # would block here if a frame waited for the cold fit
+    for _, frame, smoothed in waiting:
+        assert frame.people and not smoothed
+        assert all(p.mesh is None and p.keypoints is not None and p.keypoints.mask is None for p in frame.people)
+        assert {p.status for p in frame.people} == {"landmarks"}
+    tracks = {p.track_id for p in waiting[0][1].people}
+    assert set(session._pending) == tracks
+    release.set()
+    for job, _ in list(session._pending.values()):
+        job.result()
+    _, frame, smoothed = next(run)
+    assert {p.track_id for p in frame.people if p.mesh is not None} == tracks == set(smoothed)
+    assert len(cold) == 1 and len(cold[0]) == len(first.people)
+    for mesh, person in zip(cold[0], first.people, strict=True):
+        assert np.array_equal(mesh.vertices.numpy(), person.mesh.vertices.numpy())
+    rest = list(run)
+    assert len(rest) == 2 and all(p.mesh is not None for _, f, _ in rest for p in f.people if p.track_id in tracks)
+    record, _ = session.records("clip", pipeline.body_model.faces.cpu().numpy())
+    status = {(f["frame"], p["track_id"]): f["status"] for p in record["people"] for f in p["frames"]}
+    assert {status[i, t] for i in range(3) for t in tracks if (i, t) in status} == {"landmarks"}
+    assert {status[3, t] for t in tracks} == {"mesh"}
+    assert torch.get_num_threads() == threads  # each thread's fits gave back its own count

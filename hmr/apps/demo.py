@@ -182,8 +182,9 @@ class Demo:
                             return
                         yield image
 
-                # the 2D stage reads and observes frame i + 1 while frame i is fitted and rendered here
-                for i, (image, frame, smoothed) in enumerate(session.run(capped())):
+                # the 2D stage reads and observes frame i + 1 while frame i is fitted and rendered here; live, a
+                # new person's cold fit runs beside both instead of freezing the picture
+                for i, (image, frame, smoothed) in enumerate(session.run(capped(), defer_cold=live)):
                     meshes = [(tid, v) for tid, v in smoothed.items()]
                     picture = image
                     if self.painter is not None:

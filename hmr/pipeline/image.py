@@ -43,8 +43,11 @@ class PersonResult:
 
     @property
     def status(self) -> str:
-        """``"mesh"`` or ``"box_only"`` (no landmarks and no network: only the box is known)."""
-        return "mesh" if self.mesh is not None else "box_only"
+        """``"mesh"``, ``"landmarks"`` (no mesh yet: a live camera's new person whose cold fit is running) or
+        ``"box_only"`` (no landmarks and no network: only the box is known)."""
+        if self.mesh is not None:
+            return "mesh"
+        return "landmarks" if self.keypoints is not None else "box_only"
 
 
 @dataclass
@@ -146,6 +149,7 @@ class Pipeline:
         self._fitters: dict[tuple, object] = {}
         self._observe_lock = threading.Lock()  # detector and landmark graph
         self._fit_lock = threading.Lock()  # network and fitters
+        self._cold_lock = threading.Lock()  # the fitters of :meth:`fit_cold`
 
     @property
     def method(self) -> str:
@@ -170,6 +174,14 @@ class Pipeline:
             observations = self.observe(image, boxes, tiles)
         with self._fit_lock:
             return self._frame(image, observations, previous, camera)
+
+    def fit_cold(self, image: np.ndarray, observations, camera: Camera | None = None) -> list[MeshOutput | None]:
+        """Cold fits of ``observations`` (people of ``image`` without a start), as :meth:`__call__` fits them in a
+        video frame, but on fitters of their own, so that a video's frames go on being fitted meanwhile."""
+        h, w = image.shape[:2]
+        camera = camera if camera is not None else self.camera(w, h)
+        with self._cold_lock, torch_threads(self.config.threads.fitting):
+            return self._fit_groups(observations, camera, [None] * len(observations), warm=True, lane="cold")
 
     def observe(self, image: np.ndarray, boxes: Detections | None = None, tiles: bool | None = None):
         """The 2D stage alone: people (boxes) and their landmarks (:func:`observe_people`)."""
@@ -214,13 +226,14 @@ class Pipeline:
                 focal_length=camera.focal_length[:, 0].expand(n),
             )
 
-    def _fitter(self, camera: Camera, warm: bool):
+    def _fitter(self, camera: Camera, warm: bool, lane: str = "frame"):
         """A fitter for this camera, kept across calls: building one (keypoint maps, reduced body model)
         costs more than a warm-started fit. ``warm``: starts are previous video frames, refined with the
-        config's ``warm_stages``; otherwise starts are network outputs, refined with ``refine_stages``."""
+        config's ``warm_stages``; otherwise starts are network outputs, refined with ``refine_stages``.
+        ``lane``: fitters used at the same time (a frame's and :meth:`fit_cold`'s) are different objects."""
         from hmr.fitting import SequenceFitter
 
-        key = (warm, *torch.cat([camera.focal_length, camera.principal_point, camera.image_size], 1)[0].tolist())
+        key = (warm, lane, *torch.cat([camera.focal_length, camera.principal_point, camera.image_size], 1)[0].tolist())
         if key not in self._fitters:
             cfg = self.config.fitting
             if warm:
@@ -239,8 +252,9 @@ class Pipeline:
         with torch_threads(self.config.threads.fitting):
             return self._fit_groups(obs, camera, start, warm)
 
-    def _fit_groups(self, obs, camera: Camera, start: list[MeshOutput | None], warm: bool) -> list[MeshOutput | None]:
-        fitter = self._fitter(camera, warm)
+    def _fit_groups(self, obs, camera: Camera, start: list[MeshOutput | None], warm: bool,
+                    lane: str = "frame") -> list[MeshOutput | None]:  # fmt: skip
+        fitter = self._fitter(camera, warm, lane)
         out = list(start)
         with_kp = [i for i, p in enumerate(obs) if p.keypoints is not None]
         for group in ([i for i in with_kp if start[i] is not None], [i for i in with_kp if start[i] is None]):
@@ -266,9 +280,9 @@ class Pipeline:
 
 @contextlib.contextmanager
 def torch_threads(n: int):
-    """torch's thread count for the block (0: leave it as it is). Process-wide: the pipeline's fit lock keeps its
-    network and fit stages from overlapping (its 2D stage runs onnxruntime and MediaPipe); other threads using
-    torch meanwhile get the same count."""
+    """torch's thread count for the block (0: leave it as it is), restored after it. OpenMP keeps the count per
+    thread, so blocks in several threads (a video's frame fit beside :meth:`Pipeline.fit_cold`) each set and
+    restore their own thread's; threads started meanwhile begin with the last count set."""
     before = torch.get_num_threads()
     if n and n != before:
         torch.set_num_threads(n)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -49,6 +49,8 @@ class VideoSession:
         self._kp: dict[int, object] = {}
         self._filters: dict[int, OneEuroFilter] = {}
         self._shapes: dict[int, tuple[np.ndarray, int]] = {}  # track id -> (sum of raw betas, frames)
+        self._cold: ThreadPoolExecutor | None = None  # runs new tracks' cold fits (run(defer_cold=True))
+        self._pending: dict[int, tuple[Future, int]] = {}  # track id -> (its cold fit, its index in that fit)
         self.rows: list[dict] = []
         self.frames = 0  # frames fitted
         self._observed = 0  # frames through the 2D stage and the tracker (one ahead while :meth:`run` reads)
@@ -59,23 +61,36 @@ class VideoSession:
         vertices (camera frame, with translation) per track id."""
         return self._fit(image, self._observe(image))
 
-    def run(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, FrameResult, dict[int, np.ndarray]]]:
+    def run(self, frames: Iterable[np.ndarray], defer_cold: bool = False
+            ) -> Iterator[tuple[np.ndarray, FrameResult, dict[int, np.ndarray]]]:  # fmt: skip
         """:meth:`step` over ``frames``, yielding (image, result, smoothed vertices): the next frame is read,
         detected, given landmarks and tracked in a second thread while this one fits (and the caller renders)
         the current one. The results are those of :meth:`step` frame by frame: the 2D stage and the tracker
-        never depend on a fit."""
+        never depend on a fit.
+
+        ``defer_cold`` (a live camera): a new track's cold fit (about a second) runs in a third thread instead of
+        holding up the frames; until it ends the track has landmarks but no mesh, and its first warm fit starts
+        from the cold fit's result (:meth:`Pipeline.fit_cold`, the one :meth:`step` would have made in the
+        frame the track appeared) moved onto the current landmarks. Results then depend on timing."""
         frames = iter(frames)
 
         def ahead():
             image = next(frames, None)
             return None if image is None else (image, self._observe(image))
 
-        with ThreadPoolExecutor(1, thread_name_prefix="hmr-video-observe") as pool:
-            job = pool.submit(ahead)
-            while (item := job.result()) is not None:
+        with (ThreadPoolExecutor(1, thread_name_prefix="hmr-video-observe") as pool,
+              ThreadPoolExecutor(1, thread_name_prefix="hmr-video-cold") as cold):  # fmt: skip
+            self._cold = cold if defer_cold else None
+            try:
                 job = pool.submit(ahead)
-                image, observed = item
-                yield (image, *self._fit(image, observed))
+                while (item := job.result()) is not None:
+                    job = pool.submit(ahead)
+                    image, observed = item
+                    yield (image, *self._fit(image, observed))
+            finally:
+                self._cold = None
+                self._pending.clear()
+                cold.shutdown(wait=False, cancel_futures=True)
 
     def _observe(self, image: np.ndarray) -> tuple[list, list[int], set[int]]:
         """The 2D stage and the tracker for the next frame: its people, their track ids and the tracks alive
@@ -103,10 +118,14 @@ class VideoSession:
     def _fit(self, image: np.ndarray, observed: tuple[list, list[int], set[int]]) -> tuple[FrameResult, dict[int, np.ndarray]]:
         """Fit, smooth and record one frame :meth:`_observe` saw (frames in order)."""
         obs, ids, live = observed
-        frame = self.pipeline(image, previous=[self._mesh.get(t) for t in ids], observations=obs)
+        deferred = self._defer_cold(image, obs, ids, live) if self._cold is not None else set()
+        fitted = [dataclasses.replace(o, keypoints=None) if i in deferred else o for i, o in enumerate(obs)]
+        frame = self.pipeline(image, previous=[self._mesh.get(t) for t in ids], observations=fitted)
         smoothed = {}
-        for person, tid in zip(frame.people, ids, strict=True):
+        for i, (person, tid) in enumerate(zip(frame.people, ids, strict=True)):
             person.track_id = tid
+            if i in deferred:
+                person.keypoints = obs[i].keypoints.without_mask()
             row = {"frame": self.frames, "track_id": tid, "box": person.box, "score": person.score,
                    "keypoints_2d": person.keypoints, "raw": None, "smoothed": None}  # fmt: skip
             if person.mesh is not None:
@@ -117,12 +136,29 @@ class VideoSession:
                 row["smoothed"] = self._smooth(tid, raw)
                 smoothed[tid] = row["smoothed"]["vertices"]
             self.rows.append(row)
-        for store in (self._mesh, self._filters, self._shapes):  # tracks ended by this frame
+        for store in (self._mesh, self._filters, self._shapes, self._pending):  # tracks ended by this frame
             for tid in [k for k in store if k not in live]:
                 del store[tid]
         self.frames += 1
         self.last = frame
         return frame, smoothed
+
+    def _defer_cold(self, image: np.ndarray, obs: list, ids: list[int], live: set[int]) -> set[int]:
+        """The people of this frame whose cold fit is running (in ``self._cold``): new tracks start theirs now,
+        together; tracks whose cold fit has ended get its mesh as their start."""
+        for tid, (job, j) in list(self._pending.items()):
+            if job.done():
+                del self._pending[tid]
+                mesh = job.result()[j]
+                if mesh is not None and tid in live:
+                    self._mesh[tid] = mesh
+        new = [i for i, (o, tid) in enumerate(zip(obs, ids, strict=True))
+               if o.keypoints is not None and tid not in self._mesh]  # fmt: skip
+        start = [i for i in new if ids[i] not in self._pending]
+        if start:
+            job = self._cold.submit(self.pipeline.fit_cold, image, [obs[i] for i in start])
+            self._pending.update({ids[i]: (job, j) for j, i in enumerate(start)})
+        return set(new)
 
     def _params(self, rot: torch.Tensor, betas: torch.Tensor, cam_t: torch.Tensor, vertices: bool) -> dict:
         """Rotations (J, 3, 3), betas (S,), translation (3,) -> parameters, camera-frame joints and (when
@@ -212,7 +248,7 @@ def _frame_entry(r: dict) -> dict:
 
     return {
         "frame": r["frame"],
-        "status": "mesh" if r["raw"] is not None else "box_only",
+        "status": "mesh" if r["raw"] is not None else "box_only" if kp is None else "landmarks",
         "box": np.round(r["box"], 2).tolist(),
         "score": round(float(r["score"]), 4),
         "keypoints_2d": None if kp is None else np.round(np.c_[kp.keypoints_2d, kp.confidence], 2).tolist(),
