@@ -146,3 +146,23 @@ def test_video_run_defers_new_tracks_cold_fits():
     assert {status[i, t] for i in range(3) for t in tracks if (i, t) in status} == {"landmarks"}
     assert {status[3, t] for t in tracks} == {"mesh"}
     assert torch.get_num_threads() == threads  # each thread's fits gave back its own count
+
+
+def test_video_run_defers_nothing_with_a_network(tmp_path):
+    """With a network every person starts from its output: run(defer_cold=True) fits nothing cold beside the
+    frames, and everyone with landmarks has a mesh from the first frame (a tiny untrained network: plumbing)."""
+    from hmr.io.video import read_video
+    from hmr.models import create_model, save_model
+    from hmr.pipeline.config import NetworkSection
+    from hmr.pipeline.video import VideoSession
+
+    body = Pipeline(PipelineConfig(fitting=FAST_FIT)).body_model
+    net = create_model("hmr2_vit_s", body_model=body, backbone={"depth": 1}, head={"depth": 1})
+    ckpt = save_model(net, tmp_path / "tiny.safetensors")
+    pipeline = Pipeline(PipelineConfig(network=NetworkSection(str(ckpt)), fitting=FAST_FIT), body_model=body)
+    frames = [f for _, f in zip(range(2), read_video(ROOT / "tests/data/vtest_clip.mp4")[0], strict=False)]
+    calls = []
+    pipeline.fit_cold = lambda *a: calls.append(a)
+    ran = list(VideoSession(pipeline, 10.0).run(iter(frames), defer_cold=True))
+    assert len(ran) == 2 and ran[0][1].people and not calls
+    assert all(p.mesh is not None for _, frame, _ in ran for p in frame.people if p.keypoints is not None)

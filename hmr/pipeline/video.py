@@ -71,7 +71,8 @@ class VideoSession:
         ``defer_cold`` (a live camera): a new track's cold fit (about a second) runs in a third thread instead of
         holding up the frames; until it ends the track has landmarks but no mesh, and its first warm fit starts
         from the cold fit's result (:meth:`Pipeline.fit_cold`, the one :meth:`step` would have made in the
-        frame the track appeared) moved onto the current landmarks. Results then depend on timing."""
+        frame the track appeared) moved onto the current landmarks. Results then depend on timing. A pipeline
+        with a network starts everyone from its output and defers nothing."""
         frames = iter(frames)
 
         def ahead():
@@ -80,7 +81,8 @@ class VideoSession:
 
         with (ThreadPoolExecutor(1, thread_name_prefix="hmr-video-observe") as pool,
               ThreadPoolExecutor(1, thread_name_prefix="hmr-video-cold") as cold):  # fmt: skip
-            self._cold = cold if defer_cold else None
+            # with a network every person starts from its output, so no fit is cold
+            self._cold = cold if defer_cold and self.pipeline.network is None else None
             try:
                 job = pool.submit(ahead)
                 while (item := job.result()) is not None:
