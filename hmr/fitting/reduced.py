@@ -114,8 +114,8 @@ class ReducedBodyModel(_BodyPoints):
             self._jacobian_buffers(kp_matrix, total_w, v_joint, v_weight, n, dt, dev)
 
     def _jacobian_buffers(self, kp_matrix, total_w, v_joint, v_weight, n, dt, dev) -> None:
-        """What :meth:`linearise` needs (``jacobian=False`` skips it: (K+J) x J x columns floats, 200 MB for
-        the silhouette's 400 surface points)."""
+        """What :meth:`linearise` needs (``jacobian=False`` skips it: (K+J) x J x columns floats, about 80 MB
+        for 400 picked vertices)."""
         nj = len(self.parents)
         # For ``linearise``: every column of [joints; virtual vertices] is a point rigidly attached to one
         # joint's frame (a joint to its parent's, the root to itself), moved by the rotations of that frame's
