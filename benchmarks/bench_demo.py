@@ -111,18 +111,20 @@ def run(frames: list[np.ndarray], people: int, detect_every: int) -> dict:
                 seen |= fitted
                 if how == "defer":
                     waited += [i] * len(new)  # frames until the first people got their meshes
-                    continue  # only the longest frame and the first mesh are measured
+                    continue
                 if new:  # a new track was fitted cold in this frame: not the steady state
                     cold += 1
                     continue
                 frame_ms.append(elapsed)
                 stage_ms.append(stages)
                 counts.append(len(fitted))
-            per = {k: float(np.mean([s.get(k, 0.0) for s in stage_ms] or [0.0])) for k in ("detect", "keypoints", "fit", "render")}
-            per["other"] = float(np.mean(frame_ms or [0.0])) - sum(per.values())  # (none in the deferred pass)
-            out[how] = {"ms": per, "fps": 1000 / float(np.mean(frame_ms)) if frame_ms else None, "people": float(np.mean(counts)) if counts else None,
-                        "cold": cold, "jitter": session.jitter_mm(), "longest": longest,
-                        "first_mesh": waited[0] if waited else None}  # fmt: skip
+            if how == "defer":  # only the longest frame and the first mesh are measured
+                out[how] = {"longest": longest, "first_mesh": waited[0] if waited else None}
+                continue
+            per = {k: float(np.mean([s.get(k, 0.0) for s in stage_ms])) for k in ("detect", "keypoints", "fit", "render")}
+            per["other"] = float(np.mean(frame_ms)) - sum(per.values())
+            out[how] = {"ms": per, "fps": 1000 / float(np.mean(frame_ms)), "people": float(np.mean(counts)),
+                        "cold": cold, "jitter": session.jitter_mm(), "longest": longest}  # fmt: skip
     finally:
         hmr.fitting.SequenceFitter.step = step
     # stage times from the sequential pass (in the overlapped one the 2D stage runs beside the fit)

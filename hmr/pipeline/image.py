@@ -180,8 +180,8 @@ class Pipeline:
         video frame, but on fitters of their own, so that a video's frames go on being fitted meanwhile."""
         h, w = image.shape[:2]
         camera = camera if camera is not None else self.camera(w, h)
-        with self._cold_lock, torch_threads(self.config.threads.fitting):
-            return self._fit_groups(observations, camera, [None] * len(observations), warm=True, lane="cold")
+        with self._cold_lock:
+            return self._fit(observations, camera, [None] * len(observations), warm=True, lane="cold")
 
     def observe(self, image: np.ndarray, boxes: Detections | None = None, tiles: bool | None = None):
         """The 2D stage alone: people (boxes) and their landmarks (:func:`observe_people`)."""
@@ -243,14 +243,15 @@ class Pipeline:
             )
         return self._fitters[key]
 
-    def _fit(self, obs, camera: Camera, start: list[MeshOutput | None], warm: bool) -> list[MeshOutput | None]:
+    def _fit(self, obs, camera: Camera, start: list[MeshOutput | None], warm: bool,
+             lane: str = "frame") -> list[MeshOutput | None]:  # fmt: skip
         """Fit everyone with landmarks: people with a starting mesh in one batch, the others (cold) in another.
         People without landmarks keep their start (or None).
 
         Each batch is fitted on its own (``reset()``: no temporal term across calls, whose people may differ);
         video smoothing is done per track afterwards (``hmr.pipeline.video``)."""
         with torch_threads(self.config.threads.fitting):
-            return self._fit_groups(obs, camera, start, warm)
+            return self._fit_groups(obs, camera, start, warm, lane)
 
     def _fit_groups(self, obs, camera: Camera, start: list[MeshOutput | None], warm: bool,
                     lane: str = "frame") -> list[MeshOutput | None]:  # fmt: skip

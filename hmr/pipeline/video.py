@@ -129,7 +129,7 @@ class VideoSession:
             if i in deferred:
                 person.keypoints = obs[i].keypoints.without_mask()
             row = {"frame": self.frames, "track_id": tid, "box": person.box, "score": person.score,
-                   "keypoints_2d": person.keypoints, "raw": None, "smoothed": None}  # fmt: skip
+                   "keypoints_2d": person.keypoints, "status": person.status, "raw": None, "smoothed": None}  # fmt: skip
             if person.mesh is not None:
                 self._mesh[tid] = person.mesh
                 m = person.mesh
@@ -250,7 +250,7 @@ def _frame_entry(r: dict) -> dict:
 
     return {
         "frame": r["frame"],
-        "status": "mesh" if r["raw"] is not None else "box_only" if kp is None else "landmarks",
+        "status": r["status"],
         "box": np.round(r["box"], 2).tolist(),
         "score": round(float(r["score"]), 4),
         "keypoints_2d": None if kp is None else np.round(np.c_[kp.keypoints_2d, kp.confidence], 2).tolist(),
